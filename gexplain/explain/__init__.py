@@ -1,0 +1,5 @@
+"""Integrated Gradients straight from ONNX files (torch-free)."""
+
+from ._attributions import Attributions
+
+__all__ = ["Attributions"]
