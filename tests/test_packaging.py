@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -81,14 +80,14 @@ def test_wheel_ships_gexplain_kernels_not_top_level_kernels(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     # dependencies come from this environment's site-packages (no network needed)
-    purelib = sysconfig.get_paths()["purelib"]
+    deps = [p for p in sys.path if p.rstrip("/").endswith("site-packages") and Path(p).is_dir()]
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(site, "deps.pth").write_text(purelib + "\n")
+    Path(site, "deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run(
         [str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
         check=True,
