@@ -19,6 +19,8 @@ TORCH_FREE_MODULES = [
     "gexplain.head",
     "gexplain.kernels.head",
     "gexplain.modelmeta",
+    "gexplain.preprocess",
+    "gexplain.explain",
     "gexplain.cli",
 ]
 

@@ -20,6 +20,7 @@ from ..errors import GexplainError
 # name -> "module:attribute"; the help line is taken from the command itself.
 COMMANDS: dict[str, str] = {
     "info": "gexplain.cli.info:info",
+    "preprocess": "gexplain.cli.preprocess:preprocess",
 }
 
 
