@@ -25,8 +25,9 @@ Samplers (all exact rejection or inversion methods)
   computed for a whole block of independent draws in a branch-free,
   SIMD-vectorised loop; the remaining draws continue the same iteration in
   scalar code. The result is distributed exactly as BTRD.
-* Gamma(α): Marsaglia & Tsang (2000) with a Box–Muller normal; for α < 1,
-  ``Gamma(α + 1) · U**(1/α)``.
+* Gamma(α): Marsaglia & Tsang (2000, "A simple method for generating gamma
+  variables") with a ziggurat normal (Marsaglia & Tsang 2000, 256 layers);
+  for α < 1, ``Gamma(α + 1) · U**(1/α)``.
 * Multinomial(n, π) by conditional binomials: category ``j`` gets
   ``Binomial(n - Σ_{i<j} x_i, π_j / Σ_{i≥j} π_i)``, the last one the remainder,
   so the counts always sum to ``n`` (the library size is preserved).
@@ -59,7 +60,8 @@ _SLOT = _U64(SLOT_BITS)
 LFACT_TABLE = 1 << 14
 _LF = np.array([math.lgamma(k + 1.0) for k in range(LFACT_TABLE)], dtype=np.float64)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-_TWO_PI = 2.0 * math.pi
+_EXP2_OFFSET = 1100
+_EXP2 = np.ldexp(1.0, np.arange(-_EXP2_OFFSET, 16)).astype(np.float64)
 #: samples are processed in this many blocks (scratch memory is allocated per block)
 _BLOCKS = 64
 
@@ -121,38 +123,107 @@ def _btrd_quick(a, b, c, v, w):
 
 
 @njit(cache=True, inline="always")
-def _btrd_continue(n, p, v, w, key, ctr):
-    """BTRD (``n p ≥ 10``, ``p ≤ 1/2``) from an iteration with uniforms ``(v, w)``.
+def _log_odds(p):
+    """``log(p / (1 - p))``, the ``log r`` of BTRD."""
+    return math.log(p / (1.0 - p))
 
-    Further iterations take their uniforms from counters ``ctr, ctr + 1, ...``.
+
+@njit(cache=True, inline="always")
+def _exp_parts(x):
+    """``exp(x) = poly · 2**n`` for ``x`` clamped to ``[-708, 10]``: returns ``(poly, n)``.
+
+    Cody–Waite reduction ``x = n ln2 + r``, ``|r| ≤ ln2/2``, and a degree-13
+    Taylor polynomial (truncation < 1e-17); a few ulp in all. Clamping is
+    harmless where it is used: the BTRD test compares ``exp(x)`` with numbers
+    far above ``exp(-708)``.
     """
-    a, b, c = _btrd_setup(n, p)
+    x = min(max(x, -708.0), 10.0)
+    nf = np.floor(x * 1.4426950408889634 + 0.5)
+    r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
+    e = 1.0 / 6227020800.0
+    e = e * r + 1.0 / 479001600.0
+    e = e * r + 1.0 / 39916800.0
+    e = e * r + 1.0 / 3628800.0
+    e = e * r + 1.0 / 362880.0
+    e = e * r + 1.0 / 40320.0
+    e = e * r + 1.0 / 5040.0
+    e = e * r + 1.0 / 720.0
+    e = e * r + 1.0 / 120.0
+    e = e * r + 1.0 / 24.0
+    e = e * r + 1.0 / 6.0
+    e = e * r + 0.5
+    e = e * r + 1.0
+    e = e * r + 1.0
+    return e, int(nf)
+
+
+@njit(cache=True, inline="always")
+def _exp(x):
+    """``exp(x)`` (see :func:`_exp_parts`); ``2**n`` from a table, exactly."""
+    e, nn = _exp_parts(x)
+    return e * _EXP2[nn + _EXP2_OFFSET]
+
+
+@njit(cache=True, inline="always")
+def _btrd_candidate(n, p, a, b, c, v, w):
+    """Hörmann's steps 2–3 for an iteration whose quick test failed (branch-free).
+
+    Returns ``(inside, k, m, vv)``: the candidate ``k`` (0 when outside
+    ``[0, n]``), the mode ``m`` and the transformed uniform ``vv`` to compare
+    with ``f(k) / f(m)``.
+    """
     q = 1.0 - p
     inv_b = 1.0 / b
     vr = 0.92 - 4.2 * inv_b
-    alpha = (2.83 + 5.1 * inv_b) * math.sqrt(n * p * q)
+    alpha = (2.83 + 5.1 * inv_b) * math.sqrt(float(n) * p * q)
+    big = v >= vr
+    t = v / vr - 0.93
+    u = w - 0.5 if big else math.copysign(0.5, t) - t
+    v2 = v if big else w * vr
+    us = 0.5 - abs(u)
+    ius = 1.0 / us
+    kf = np.floor((2.0 * a * ius + b) * u + c)  # float: may be huge
+    inside = (kf >= 0.0) & (kf <= n)
+    k = int(kf if inside else 0.0)
+    vv = v2 * alpha / (a * ius * ius + b)
     m = math.floor((n + 1) * p)
-    lr = math.log(p / q)
-    hm = _lfact(m) + _lfact(n - m)
+    return inside, k, m, vv
+
+
+@njit(cache=True, inline="always")
+def _btrd_log_ratio(lf_m, lf_nm, lf_k, lf_nk, k, m, lr):
+    """``log f(k) - log f(m) = log C(n,k) - log C(n,m) + (k - m) log r``."""
+    return (lf_m + lf_nm) - lf_k - lf_nk + (k - m) * lr
+
+
+@njit(cache=True, inline="always")
+def _btrd_accept(vv, lf_m, lf_nm, lf_k, lf_nk, k, m, lr):
+    """Exact acceptance ``vv ≤ f(k)/f(m)``."""
+    return vv <= _exp(_btrd_log_ratio(lf_m, lf_nm, lf_k, lf_nk, k, m, lr))
+
+
+@njit(cache=True, inline="always")
+def _btrd_slow(n, p, lr, a, b, c, v, w):
+    """The rest of a BTRD iteration whose quick test failed: ``(accepted, k)``."""
+    inside, k, m, vv = _btrd_candidate(n, p, a, b, c, v, w)
+    ok = inside and _btrd_accept(vv, _lfact(m), _lfact(n - m), _lfact(k), _lfact(n - k), k, m, lr)
+    return ok, k
+
+
+@njit(cache=True, inline="always")
+def _btrd_continue(n, p, lr, v, w, key, ctr):
+    """BTRD (``n p ≥ 10``, ``p ≤ 1/2``, ``lr = log(p/(1-p))``) from an iteration with uniforms ``(v, w)``.
+
+    Iteration ``t ≥ 1`` takes its uniforms from counters ``ctr + 2(t-1)``, ``+ 1``.
+    """
+    a, b, c = _btrd_setup(n, p)
     while True:
-        ok, kq = _btrd_quick(a, b, c, v, w)
+        ok, k = _btrd_quick(a, b, c, v, w)
         if ok:
-            return int(kq)
-        if v >= vr:
-            u = w - 0.5
-        else:
-            u = v / vr - 0.93
-            u = math.copysign(0.5, u) - u
-            v = w * vr
-        us = 0.5 - abs(u)
-        ius = 1.0 / us
-        kf = np.floor((2.0 * a * ius + b) * u + c)  # float: may be huge
-        if kf >= 0.0 and kf <= n:
-            k = int(kf)
-            vv = v * alpha / (a * ius * ius + b)
-            # exact test: log v <= log f(k) - log f(m)
-            if math.log(vv) <= hm - _lfact(k) - _lfact(n - k) + (k - m) * lr:
-                return k
+            return k
+        ok, k = _btrd_slow(n, p, lr, a, b, c, v, w)
+        if ok:
+            return k
         v = _u01(key, ctr)
         w = _u01(key, ctr + _U64(1))
         ctr += _U64(2)
@@ -181,55 +252,158 @@ def _binomial_inversion(n, p, key, ctr):
 
 
 @njit(cache=True, inline="always")
-def _binomial_rest(n, p, key, base):
-    """Draw ``Binomial(n, p)`` for ``p ≤ 1/2`` after the quick test failed (or was not tried)."""
-    if n <= 0 or p <= 0.0:
-        return 0
-    if n * p < 10.0:
-        return _binomial_inversion(n, p, key, base + _U64(2))
-    v = _u01(key, base)
-    w = _u01(key, base + _U64(1))
-    return _btrd_continue(n, p, v, w, key, base + _U64(2))
-
-
-@njit(cache=True, inline="always")
 def _binomial(n, p, key, slot):
-    """One exact ``Binomial(n, p)`` draw using the counters of ``slot``."""
+    """One exact ``Binomial(n, p)`` draw using the counters of ``slot`` (the reference path)."""
     if p >= 1.0:
         return n
     flip = p > 0.5
     pp = 1.0 - p if flip else p
-    x = _binomial_rest(n, pp, key, _U64(slot) << _SLOT)
+    base = _U64(slot) << _SLOT
+    if n <= 0 or pp <= 0.0:
+        x = 0
+    elif n * pp < 10.0:
+        x = _binomial_inversion(n, pp, key, base + _U64(2))
+    else:
+        v = _u01(key, base)
+        w = _u01(key, base + _U64(1))
+        x = _btrd_continue(n, pp, _log_odds(pp), v, w, key, base + _U64(2))
     return n - x if flip else x
 
 
 @njit(cache=True, error_model="numpy")
-def binomial_block(n, p, key, slot0, out, quick):
+def binomial_block(n, p, lr, key, slot0, out, wi, wf, wb):
     """Exact binomial draws ``out[i] ~ Binomial(n[i], p[i])`` for independent lanes.
 
-    Lane ``i`` uses the counters of slot ``slot0 + i``; the result equals
-    :func:`binomial_draws` lane by lane. ``quick`` is scratch (``bool``, same
-    length) that records which lanes the vectorised first pass accepted.
+    Lane ``i`` uses the counters of slot ``slot0 + i`` and gets exactly the
+    value of the scalar reference sampler (:func:`binomial_draws`).
+
+    Parameters
+    ----------
+    n, p : (L,) int64, float64
+        Trials and success probabilities.
+    lr : (L,) float64
+        ``log(p'/(1-p'))`` with ``p' = min(p, 1-p)`` (:func:`log_odds`) if known
+        (gene-level lanes: constants of the cohort), else NaN: it is then
+        computed where needed (and stored in ``lr``).
+    key, slot0 : uint64
+        Stream key and first slot.
+    out : (L,) int64
+        Draws.
+    wi : (6, W) int64, wf : (4, W) float64, wb : (2, W) bool
+        Work arrays, C-contiguous, ``W ≥ L``.
+
+    Notes
+    -----
+    All lanes advance their BTRD iterations together. The first iteration's
+    quick acceptance (65–80 % of lanes) is one SIMD loop. The other lanes are
+    compacted (branch-free) into contiguous arrays; the rest of their
+    iteration, with the exact pmf test (``log k!`` table, polynomial ``exp``),
+    and the following iterations then run as SIMD loops, with the table
+    lookups and the compactions in short scalar loops. This avoids the branch
+    mispredictions that cost a per-draw rejection sampler more than its
+    arithmetic (and the gathers this CPU's compiler avoids). Lanes that need
+    inversion (``n p' < 10``) or have ``n ≥ LFACT_TABLE`` use the scalar path.
     """
     L = n.shape[0]
-    for i in range(L):  # vectorised: the first iteration's quick acceptance
+    idx = wi[0]
+    gn = wi[1]
+    gk = wi[2]
+    gm = wi[3]
+    gslot = wi[4]
+    ebits = wi[5]
+    ef = ebits.view(np.float64)
+    gp = wf[0]
+    glr = wf[1]
+    gvv = wf[2]
+    gd = wf[3]
+    okb = wb[0]
+    gin = wb[1]
+    for i in range(L):  # SIMD: quick acceptance of iteration 0
         ni = n[i]
         pi = p[i]
         flip = pi > 0.5
         pp = min(pi, 1.0 - pi)
         base = (slot0 + _U64(i)) << _SLOT
-        v = _u01(key, base)
-        w = _u01(key, base + _U64(1))
         a, b, c = _btrd_setup(ni, pp)
-        ok, k = _btrd_quick(a, b, c, v, w)
-        ok = ok & (ni * pp >= 10.0) & (pi < 1.0)
-        x = int(k)
-        out[i] = ni - x if flip else x
-        quick[i] = ok
-    for i in range(L):  # the rest, scalar
-        if quick[i]:
-            continue
+        ok, k = _btrd_quick(a, b, c, _u01(key, base), _u01(key, base + _U64(1)))
+        out[i] = ni - k if flip else k
+        okb[i] = ok & (ni * pp >= 10.0)
+    m = 0  # lanes for the SIMD rounds, from the front of idx
+    e = 0  # lanes for the scalar path, from the back of idx
+    for i in range(L):  # branch-free compaction
+        ni = n[i]
+        pp = min(p[i], 1.0 - p[i])
+        todo = not okb[i]
+        vec = (ni * pp >= 10.0) & (ni < LFACT_TABLE)
+        idx[m] = i
+        idx[L - 1 - e] = i
+        m += todo & vec
+        e += todo & (not vec)
+    for j in range(e):
+        i = idx[L - 1 - j]
         out[i] = _binomial(n[i], p[i], key, slot0 + _U64(i))
+    for j in range(m):  # gather the lanes into contiguous arrays
+        i = idx[j]
+        gn[j] = n[i]
+        pp = min(p[i], 1.0 - p[i])
+        gp[j] = pp
+        if lr[i] != lr[i]:
+            lr[i] = _log_odds(pp)
+        glr[j] = lr[i]
+        gslot[j] = i
+    t = _U64(0)
+    while m > 0:
+        for j in range(m):  # SIMD: candidate of the rest of iteration t/2
+            ni = gn[j]
+            pp = gp[j]
+            ctr = ((slot0 + _U64(gslot[j])) << _SLOT) + t
+            a, b, c = _btrd_setup(ni, pp)
+            inside, k, mo, vv = _btrd_candidate(
+                ni, pp, a, b, c, _u01(key, ctr), _u01(key, ctr + _U64(1))
+            )
+            gin[j] = inside
+            gk[j] = k
+            gm[j] = mo
+            gvv[j] = vv
+        for j in range(m):  # table lookups
+            ni = gn[j]
+            k = gk[j]
+            mo = gm[j]
+            gd[j] = _btrd_log_ratio(_LF[mo], _LF[ni - mo], _LF[k], _LF[ni - k], k, mo, glr[j])
+        for j in range(m):  # SIMD: exp, with 2**n built from its bits
+            poly, nn = _exp_parts(gd[j])
+            gd[j] = poly
+            ebits[j] = (nn + 1023) << 52
+        for j in range(m):  # SIMD: exact test
+            okb[j] = gin[j] & (gvv[j] <= gd[j] * ef[j])
+        m = _settle(m, okb, gk, idx, gn, gp, glr, gslot, n, p, out)
+        t += _U64(2)
+        for j in range(m):  # SIMD: quick acceptance of the next iteration
+            ni = gn[j]
+            pp = gp[j]
+            ctr = ((slot0 + _U64(gslot[j])) << _SLOT) + t
+            a, b, c = _btrd_setup(ni, pp)
+            ok, k = _btrd_quick(a, b, c, _u01(key, ctr), _u01(key, ctr + _U64(1)))
+            okb[j] = ok
+            gk[j] = k
+        m = _settle(m, okb, gk, idx, gn, gp, glr, gslot, n, p, out)
+
+
+@njit(cache=True, inline="always")
+def _settle(m, okb, gk, idx, gn, gp, glr, gslot, n, p, out):
+    """Write the draws ``gk`` of the lanes in ``idx[:m]``; keep those not accepted (in place)."""
+    left = 0
+    for j in range(m):
+        i = idx[j]
+        k = gk[j]
+        out[i] = n[i] - k if p[i] > 0.5 else k
+        idx[left] = i
+        gn[left] = gn[j]
+        gp[left] = gp[j]
+        glr[left] = glr[j]
+        gslot[left] = gslot[j]
+        left += not okb[j]
+    return left
 
 
 @njit(cache=True, error_model="numpy")
@@ -241,7 +415,74 @@ def binomial_draws(n, p, keys, slots):
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def log_odds(p):
+    """``log(p'/(1-p'))`` with ``p' = min(p, 1-p)``, elementwise (the ``lr`` of :func:`binomial_block`)."""
+    out = np.empty(p.shape[0], dtype=np.float64)
+    for i in range(p.shape[0]):
+        out[i] = _log_odds(min(p[i], 1.0 - p[i]))
+    return out
+
+
 # ----------------------------------------------------------------------------- gamma
+
+
+def _ziggurat_tables(n=256, r=3.6541528853610088, v=0.00492867323399):
+    """Marsaglia & Tsang's ziggurat tables for the normal (``n`` layers, 52-bit magnitudes)."""
+    m1 = 2.0**52
+    k = np.zeros(n, dtype=np.uint64)
+    w = np.zeros(n)
+    f = np.zeros(n)
+    dn = tn = r
+    q = v / math.exp(-0.5 * dn * dn)
+    k[0] = np.uint64((dn / q) * m1)
+    k[1] = 0
+    w[0] = q / m1
+    w[n - 1] = dn / m1
+    f[0] = 1.0
+    f[n - 1] = math.exp(-0.5 * dn * dn)
+    for i in range(n - 2, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + math.exp(-0.5 * dn * dn)))
+        k[i + 1] = np.uint64((dn / tn) * m1)
+        tn = dn
+        f[i] = math.exp(-0.5 * dn * dn)
+        w[i] = dn / m1
+    return k, w, f
+
+
+_ZIG_R = 3.6541528853610088
+_ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
+
+
+@njit(cache=True, inline="always")
+def _normal(key, ctr):
+    """A standard normal by the ziggurat (Marsaglia & Tsang 2000): ``(z, next counter)``.
+
+    One 64-bit number gives the layer (8 bits), the sign (1 bit) and a 52-bit
+    magnitude; about 99 % of draws are accepted without further work.
+    """
+    while True:
+        r = _mix(key + (ctr + _U64(1)) * _GOLDEN)
+        ctr += _U64(1)
+        i = int(r & _U64(0xFF))
+        neg = ((r >> _U64(8)) & _U64(1)) == _U64(1)
+        rabs = r >> _U64(12)
+        x = float(rabs) * _ZIG_W[i]
+        if rabs < _ZIG_K[i]:
+            return -x if neg else x, ctr
+        if i == 0:  # the tail beyond R (Marsaglia's method)
+            while True:
+                xx = -math.log(_u01(key, ctr)) / _ZIG_R
+                yy = -math.log(_u01(key, ctr + _U64(1)))
+                ctr += _U64(2)
+                if yy + yy > xx * xx:
+                    break
+            x = _ZIG_R + xx
+            return -x if neg else x, ctr
+        u = _u01(key, ctr)
+        ctr += _U64(1)
+        if _ZIG_F[i] + u * (_ZIG_F[i - 1] - _ZIG_F[i]) < math.exp(-0.5 * x * x):
+            return -x if neg else x, ctr
 
 
 @njit(cache=True, inline="always")
@@ -251,19 +492,17 @@ def _gamma(shape, key, slot):
     a = shape + 1.0 if shape < 1.0 else shape
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    t = _U64(0)
+    ctr = base
     while True:
-        u1 = _u01(key, base + t)
-        u2 = _u01(key, base + t + _U64(1))
-        u3 = _u01(key, base + t + _U64(2))
-        t += _U64(3)
-        z = math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
+        z, ctr = _normal(key, ctr)
         v = 1.0 + c * z
         if v <= 0.0:
             continue
         v = v * v * v
+        u = _u01(key, ctr)
+        ctr += _U64(1)
         z2 = z * z
-        if u3 < 1.0 - 0.0331 * z2 * z2 or math.log(u3) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+        if u < 1.0 - 0.0331 * z2 * z2 or math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
             g = d * v
             break
     if shape < 1.0:
@@ -293,43 +532,72 @@ def _simulate_one(
     rank_of,
     pos_ptr,
     lane_cond,
+    lane_lr,
     lane_gene,
     last_gene,
-    g,
-    suffix,
-    npath,
+    tree,
+    tcount,
+    tprob,
+    tlr,
     rem,
     x,
-    quick,
+    wi,
+    wf,
+    wb,
     counts,
     out_row,
 ):
     P = alpha_c.shape[0]
-    # theta ~ Dirichlet(alpha_c), as gammas (slots 0..P-1)
+    T = tree.shape[0] // 2  # leaves of the pathway tree (power of two >= P)
+    # theta ~ Dirichlet(alpha_c), as unnormalised gammas (slots 0 .. P-1)
     for p in range(P):
-        g[p] = _gamma(alpha_c[p], key, p)
-    # pathway reads ~ Multinomial(R, theta): conditional binomials (slots P..2P-1)
-    tail = 0.0
-    for p in range(P - 1, -1, -1):
-        tail += g[p]
-        suffix[p] = tail
-    left = reads
-    for p in range(P - 1):
-        k = 0
-        if left > 0 and suffix[p] > 0.0:
-            k = _binomial(left, g[p] / suffix[p], key, P + p)
-        npath[p] = k
-        left -= k
-    npath[P - 1] = left
-    # gene reads ~ Multinomial(n_p, beta_p), position-major (slots 2P + lane)
+        tree[T + p] = _gamma(alpha_c[p], key, p)
+    tree[T + P :] = 0.0
+    for k in range(T - 1, 0, -1):
+        tree[k] = tree[2 * k] + tree[2 * k + 1]
+    # pathway reads ~ Multinomial(R, theta) by binary splitting down the tree:
+    # node k sends Binomial(n_k, w_left / w_k) reads left (slot P + k); the
+    # nodes of one level are independent lanes
+    tcount[1] = reads
+    lo = 1
+    while lo < T:
+        for k in range(lo, 2 * lo):
+            tprob[k - lo] = tree[2 * k] / tree[k] if tree[k] > 0.0 else 0.0
+        tlr[:lo] = np.nan
+        binomial_block(
+            tcount[lo : 2 * lo],
+            tprob[:lo],
+            tlr[:lo],
+            key,
+            _U64(P + lo),
+            x[:lo],
+            wi,
+            wf,
+            wb,
+        )
+        for k in range(lo, 2 * lo):
+            left = x[k - lo]
+            tcount[2 * k] = left
+            tcount[2 * k + 1] = tcount[k] - left
+        lo *= 2
+    # gene reads ~ Multinomial(n_p, beta_p), position-major (slots P + T + lane)
     for p in range(P):
-        rem[rank_of[p]] = npath[p]
+        rem[rank_of[p]] = tcount[T + p]
     counts[:] = 0.0
+    gene_slot0 = P + T
     for j in range(pos_ptr.shape[0] - 1):
         lo = pos_ptr[j]
         width = pos_ptr[j + 1] - lo
         binomial_block(
-            rem[:width], lane_cond[lo : lo + width], key, _U64(2 * P + lo), x[:width], quick[:width]
+            rem[:width],
+            lane_cond[lo : lo + width],
+            lane_lr[lo : lo + width],
+            key,
+            _U64(gene_slot0 + lo),
+            x[:width],
+            wi,
+            wf,
+            wb,
         )
         for r in range(width):
             xr = x[r]
@@ -341,11 +609,26 @@ def _simulate_one(
         out_row[gi] = counts[gi] / divisor
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def simulate_samples(
-    keys, classes, reads, divisors, alpha, rank_of, pos_ptr, lane_cond, lane_gene, last_gene, out
+    keys,
+    classes,
+    reads,
+    divisors,
+    alpha,
+    rank_of,
+    pos_ptr,
+    lane_cond,
+    lane_lr,
+    lane_gene,
+    last_gene,
+    out,
 ):
     """Simulate expression rows ``out[i]`` (float32) for samples with keys ``keys[i]``.
+
+    Random slots of a sample: ``0 .. P-1`` the gammas of ``θ``; ``P + k`` node
+    ``k`` of the pathway tree (``1 ≤ k < T``, ``T`` the power of two ``≥ P``);
+    ``P + T + l`` gene-level lane ``l``.
 
     Parameters
     ----------
@@ -364,8 +647,9 @@ def simulate_samples(
     pos_ptr : int64 (J + 1,)
         Lanes of member position ``j`` are ``pos_ptr[j] .. pos_ptr[j+1]-1``; position
         ``j`` holds the pathways of rank ``< pos_ptr[j+1] - pos_ptr[j]``.
-    lane_cond, lane_gene : (pos_ptr[-1],)
-        Conditional probability ``β_j / Σ_{i≥j} β_i`` and gene index of each lane.
+    lane_cond, lane_lr, lane_gene : (pos_ptr[-1],)
+        Conditional probability ``β_j / Σ_{i≥j} β_i``, its :func:`log_odds` and
+        the gene index of each lane.
     last_gene : int64 (P,)
         Gene index of the last member of the pathway of each rank (gets the remainder).
     out : float32 (n, G)
@@ -374,19 +658,23 @@ def simulate_samples(
     n = keys.shape[0]
     P = alpha.shape[1]
     G = out.shape[1]
-    width = 1
-    if pos_ptr.shape[0] > 1:
-        width = max(1, pos_ptr[1] - pos_ptr[0])
+    T = 1
+    while T < P:
+        T *= 2
+    width = max(T, P)
     nblocks = min(n, _BLOCKS)
     for blk in prange(nblocks):
         lo = blk * n // nblocks
         hi = (blk + 1) * n // nblocks
-        g = np.empty(P, dtype=np.float64)
-        suffix = np.empty(P, dtype=np.float64)
-        npath = np.empty(P, dtype=np.int64)
+        tree = np.empty(2 * T, dtype=np.float64)
+        tcount = np.empty(2 * T, dtype=np.int64)
+        tprob = np.empty(T, dtype=np.float64)
+        tlr = np.empty(T, dtype=np.float64)
         rem = np.empty(P, dtype=np.int64)
         x = np.empty(width, dtype=np.int64)
-        quick = np.empty(width, dtype=np.bool_)
+        wi = np.empty((6, width), dtype=np.int64)
+        wf = np.empty((4, width), dtype=np.float64)
+        wb = np.empty((2, width), dtype=np.bool_)
         counts = np.empty(G, dtype=np.float64)
         for i in range(lo, hi):
             _simulate_one(
@@ -397,14 +685,18 @@ def simulate_samples(
                 rank_of,
                 pos_ptr,
                 lane_cond,
+                lane_lr,
                 lane_gene,
                 last_gene,
-                g,
-                suffix,
-                npath,
+                tree,
+                tcount,
+                tprob,
+                tlr,
                 rem,
                 x,
-                quick,
+                wi,
+                wf,
+                wb,
                 counts,
                 out[i],
             )

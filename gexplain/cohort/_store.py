@@ -79,16 +79,51 @@ def _values_offset(path: Path) -> int:
         mm.close()
 
 
+class _HoleSink:
+    """File-like sink for ``pa.PythonFile`` that turns large zero buffers into file holes."""
+
+    def __init__(self, f: Any, min_hole: int) -> None:
+        self.f = f
+        self.min_hole = min_hole
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        if isinstance(data, pa.Buffer) and data.size >= self.min_hole:
+            self.f.seek(data.size, os.SEEK_CUR)  # sparse: reads back as zeros
+            return data.size
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+
 def preallocate_expression(path: Path, n_samples: int, n_genes: int) -> np.memmap:
     """Create ``expression.arrow`` for ``n_samples × n_genes`` and return a writable memmap.
 
-    The file is a valid single-batch IPC file filled with zeros; rows are then
-    written in place through the returned memmap. ``np.zeros`` of a large size
-    does not touch memory, so this costs one sequential write of the file.
+    The file is a valid single-batch IPC file of zeros; rows are then written in
+    place through the returned memmap. The zero values are not written: the IPC
+    writer's values buffer becomes a hole of a sparse file (reads back as zeros;
+    filesystems without holes allocate zeros), so pre-allocating costs no I/O
+    and the file's data is written once, by the rows.
     """
-    zeros = np.zeros((n_samples, n_genes), dtype=np.float32)
-    write_expression(path, zeros)
-    del zeros
+    zeros = np.zeros((n_samples, n_genes), dtype=np.float32)  # untouched: costs no memory
+    schema = expression_schema(n_genes)
+    batch = pa.record_batch([fixed_size_list(zeros)], schema=schema)
+    with open(path, "wb") as f:
+        sink = pa.PythonFile(_HoleSink(f, min_hole=1 << 16), mode="w")
+        with pa.ipc.new_file(sink, schema) as writer:
+            writer.write_batch(batch)
+        f.truncate()  # the size is right even if the file ends in a hole
+    del batch, zeros
     offset = _values_offset(path)
     return np.memmap(path, dtype=np.float32, mode="r+", offset=offset, shape=(n_samples, n_genes))
 

@@ -190,10 +190,13 @@ class SimulationModel:
             idx = pos_ptr[: m - 1] + r
             lane_cond[idx] = cond
             lane_gene[idx] = genes[: m - 1]
+        from ..kernels.simulate import log_odds
+
         return {
             "rank_of": rank_of,
             "pos_ptr": pos_ptr,
             "lane_cond": lane_cond,
+            "lane_lr": log_odds(lane_cond),
             "lane_gene": lane_gene,
             "last_gene": last_gene,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ class Simulation:
             lay["rank_of"],
             lay["pos_ptr"],
             lay["lane_cond"],
+            lay["lane_lr"],
             lay["lane_gene"],
             lay["last_gene"],
             out,
@@ -182,6 +184,26 @@ class Simulation:
             raise ValueError("chunk_size must be positive")
         for start in range(0, self.n_samples, size):
             yield start, min(start + size, self.n_samples)
+
+
+class _Flusher:
+    """Mark a chunk done (flush to disk) in a background thread."""
+
+    def __init__(self, writer: CohortWriter, label: str) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(writer, label), daemon=True)
+        self.thread.start()
+
+    def _run(self, writer: CohortWriter, label: str) -> None:
+        try:
+            writer.mark_done(label)
+        except BaseException as exc:  # pragma: no cover - disk errors
+            self.error = exc
+
+    def join(self, raise_error: bool = True) -> None:
+        self.thread.join()
+        if self.error is not None and raise_error:
+            raise self.error
 
 
 def _simulation(
@@ -299,13 +321,24 @@ def simulate_to_disk(
         },
     )
     bar = progress(total=sim.n_samples, desc="simulate", quiet=quiet, unit="sample")
+    # The kernel releases the GIL: while it fills chunk k+1, a thread flushes
+    # chunk k to disk and marks it done (the writer's msync would otherwise
+    # serialise the disk writes with the sampling).
+    flusher: _Flusher | None = None
     try:
         for start, stop in chunks:
-            name_chunk = f"{start}-{stop}"
-            if not writer.is_done(name_chunk):
+            label = f"{start}-{stop}"
+            if not writer.is_done(label):
                 sim.fill(start, np.asarray(writer.expression[start:stop]))
-                writer.mark_done(name_chunk)
+                if flusher is not None:
+                    flusher.join()
+                flusher = _Flusher(writer, label)
             bar.update(stop - start)
+        if flusher is not None:
+            flusher.join()
+            flusher = None
     finally:
+        if flusher is not None:
+            flusher.join(raise_error=False)
         bar.close()
     return writer.commit(sim.samples(), sim.meta(origin), sim.model.ground_truth())
