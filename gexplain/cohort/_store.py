@@ -19,6 +19,7 @@ in the file, so loading memory-maps it and hands out a zero-copy, C-contiguous
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -115,15 +116,18 @@ def preallocate_expression(path: Path, n_samples: int, n_genes: int) -> np.memma
     filesystems without holes allocate zeros), so pre-allocating costs no I/O
     and the file's data is written once, by the rows.
     """
-    zeros = np.zeros((n_samples, n_genes), dtype=np.float32)  # untouched: costs no memory
+    # an anonymous mapping reads as zeros and is never touched: no memory is used
+    anon = mmap.mmap(-1, max(4 * n_samples * n_genes, 1))
+    zeros = np.frombuffer(anon, dtype=np.float32, count=n_samples * n_genes)
     schema = expression_schema(n_genes)
-    batch = pa.record_batch([fixed_size_list(zeros)], schema=schema)
+    batch = pa.record_batch([fixed_size_list(zeros.reshape(n_samples, n_genes))], schema=schema)
     with open(path, "wb") as f:
         sink = pa.PythonFile(_HoleSink(f, min_hole=1 << 16), mode="w")
         with pa.ipc.new_file(sink, schema) as writer:
             writer.write_batch(batch)
         f.truncate()  # the size is right even if the file ends in a hole
     del batch, zeros
+    anon.close()
     offset = _values_offset(path)
     return np.memmap(path, dtype=np.float32, mode="r+", offset=offset, shape=(n_samples, n_genes))
 
