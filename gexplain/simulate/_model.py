@@ -121,32 +121,33 @@ class SimulationModel:
     def ground_truth(self) -> GroundTruth:
         """The :class:`~gexplain.cohort.GroundTruth` of this model (analytic, not estimated)."""
         p = self.params
-        gene_ids = np.array(p.gene_ids)
-        classes = p.class_names
+        # string columns by gathering from small Series (numpy unicode arrays are slow to convert)
+        gene_ids = pl.Series("gene_id", p.gene_ids, dtype=pl.String)
+        classes = pl.Series("class", p.class_names, dtype=pl.String)
+        C, G = p.n_classes, p.n_genes
         pathways = pl.DataFrame(
-            {
-                "pathway": pl.Series(self.pathway_of_entry, dtype=pl.Int64),
-                "gene_id": gene_ids[self.path_genes],
-                "weight": self.path_weights,
-            }
+            [
+                pl.Series("pathway", self.pathway_of_entry, dtype=pl.Int64),
+                gene_ids.gather(self.path_genes),
+                pl.Series("weight", self.path_weights, dtype=pl.Float64),
+            ]
         )
         class_pathways = pl.DataFrame(
-            {
-                "class": np.repeat(classes, self.informative.shape[1]),
-                "pathway": pl.Series(self.informative.reshape(-1), dtype=pl.Int64),
-            },
-            schema={"class": pl.String, "pathway": pl.Int64},
+            [
+                classes.gather(np.repeat(np.arange(C), self.informative.shape[1])),
+                pl.Series("pathway", self.informative.reshape(-1), dtype=pl.Int64),
+            ]
         )
         mean = self.expected_expression()
         fc = self.expected_log2fc(mean)
         biomarkers = pl.DataFrame(
-            {
-                "class": np.repeat(classes, p.n_genes),
-                "gene_id": np.tile(gene_ids, p.n_classes),
-                "is_biomarker": self.biomarker_mask().reshape(-1),
-                "expected_mean": mean.reshape(-1),
-                "expected_log2fc": fc.reshape(-1),
-            }
+            [
+                classes.gather(np.repeat(np.arange(C), G)),
+                gene_ids.gather(np.tile(np.arange(G), C)),
+                pl.Series("is_biomarker", self.biomarker_mask().reshape(-1)),
+                pl.Series("expected_mean", mean.reshape(-1)),
+                pl.Series("expected_log2fc", fc.reshape(-1)),
+            ]
         ).with_columns(pl.col("expected_log2fc").fill_nan(None))
         return GroundTruth(
             pathways=pathways,
