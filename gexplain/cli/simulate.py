@@ -83,7 +83,7 @@ def _param_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--chunk-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Samples per chunk (default ~64 MB); does not change the output.",
+    help="Samples per chunk (default ~32 MB); does not change the output.",
 )
 @click.option("--show-params", is_flag=True, help="Print the resolved parameters as JSON and exit.")
 @overwrite_option

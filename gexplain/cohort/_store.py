@@ -270,15 +270,34 @@ class CohortWriter:
             )
         else:
             self.expression = preallocate_expression(expr, self.n_samples, self.n_genes)
+        self._fd: int | None = None
 
     def write(self, start: int, rows: np.ndarray) -> None:
-        """Write ``rows`` (chunk × genes) at sample index ``start``."""
+        """Write ``rows`` (chunk × genes) at sample index ``start``.
+
+        The rows go to the file with ``pwrite`` (not through the memory map:
+        first writes to the pages of a fresh sparse file are several times
+        slower through a mapping); the two views of the file stay coherent.
+        Thread-safe for disjoint rows.
+        """
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] != self.n_genes:
             raise ValueError(f"rows must have shape (k, {self.n_genes}), got {rows.shape}")
         if start < 0 or start + rows.shape[0] > self.n_samples:
             raise ValueError(f"rows {start}..{start + rows.shape[0]} out of 0..{self.n_samples}")
-        self.expression[start : start + rows.shape[0]] = rows
+        data = memoryview(np.ascontiguousarray(rows, dtype=np.float32)).cast("B")
+        pos = self.expression.offset + 4 * start * self.n_genes
+        if self._fd is None:
+            self._fd = os.open(self.expression.filename, os.O_WRONLY)
+        while data:
+            written = os.pwrite(self._fd, data, pos)
+            data = data[written:]
+            pos += written
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def is_done(self, chunk: str) -> bool:
         """Whether ``chunk`` was marked done (by this run or a resumed one)."""
@@ -292,6 +311,7 @@ class CohortWriter:
 
     def abort(self) -> None:
         """Drop the work (not for resumable writers, whose finished chunks are kept)."""
+        self._close_fd()
         del self.expression
         if self._partial is None:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -308,6 +328,7 @@ class CohortWriter:
         if samples.height != self.n_samples:
             raise ValueError(f"samples table has {samples.height} rows, expected {self.n_samples}")
         self.expression.flush()
+        self._close_fd()
         del self.expression
         # validate tables the same way an in-memory cohort would be
         samples, genes = Cohort._validate_tables(samples, self.genes, self.n_samples, self.n_genes)

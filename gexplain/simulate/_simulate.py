@@ -20,7 +20,7 @@ from ._params import SimulationParams, get_params
 __all__ = ["Simulation", "sample_keys", "simulate", "simulate_to_disk"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_CHUNK_BYTES = 64 * 2**20
+_CHUNK_BYTES = 32 * 2**20
 SAMPLER = "exact: Dirichlet by Marsaglia-Tsang gammas, multinomials by conditional binomials (BTRD/inversion)"
 
 
@@ -178,7 +178,7 @@ class Simulation:
         return out
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[tuple[int, int]]:
-        """``(start, stop)`` sample ranges of at most ``chunk_size`` rows (default: ~64 MB)."""
+        """``(start, stop)`` sample ranges of at most ``chunk_size`` rows (default: ~32 MB)."""
         size = chunk_size or max(1, _CHUNK_BYTES // (4 * self.params.n_genes))
         if size < 1:
             raise ValueError("chunk_size must be positive")
@@ -186,16 +186,19 @@ class Simulation:
             yield start, min(start + size, self.n_samples)
 
 
-class _Flusher:
-    """Mark a chunk done (flush to disk) in a background thread."""
+class _Writer:
+    """Write a chunk and mark it done (flushed to disk) in a background thread."""
 
-    def __init__(self, writer: CohortWriter, label: str) -> None:
+    def __init__(self, writer: CohortWriter, start: int, rows: np.ndarray, label: str) -> None:
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(writer, label), daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(writer, start, rows, label), daemon=True
+        )
         self.thread.start()
 
-    def _run(self, writer: CohortWriter, label: str) -> None:
+    def _run(self, writer: CohortWriter, start: int, rows: np.ndarray, label: str) -> None:
         try:
+            writer.write(start, rows)
             writer.mark_done(label)
         except BaseException as exc:  # pragma: no cover - disk errors
             self.error = exc
@@ -279,9 +282,10 @@ def simulate_to_disk(
 ) -> Path:
     """Simulate a cohort straight into a cohort folder, chunk by chunk.
 
-    Memory stays bounded by one chunk (the rows are written in place into the
-    pre-allocated ``expression.arrow``). An interrupted run resumes its finished
-    chunks when rerun with the same arguments; the folder appears atomically.
+    Memory stays bounded by two chunk buffers (one being sampled, one being
+    written into the pre-allocated ``expression.arrow``). An interrupted run
+    resumes its finished chunks when rerun with the same arguments; the folder
+    appears atomically.
 
     Parameters
     ----------
@@ -321,24 +325,27 @@ def simulate_to_disk(
         },
     )
     bar = progress(total=sim.n_samples, desc="simulate", quiet=quiet, unit="sample")
-    # The kernel releases the GIL: while it fills chunk k+1, a thread flushes
-    # chunk k to disk and marks it done (the writer's msync would otherwise
-    # serialise the disk writes with the sampling).
-    flusher: _Flusher | None = None
+    # Double buffering: the kernel (which releases the GIL) fills one chunk
+    # buffer while a thread writes the other to the file and marks it done
+    # (the writer flushes it to disk), so disk writes overlap the sampling.
+    size = max(b - a for a, b in chunks)
+    buffers = [np.empty((size, p.n_genes), dtype=np.float32) for _ in range(min(2, len(chunks)))]
+    writing: _Writer | None = None
     try:
-        for start, stop in chunks:
+        for k, (start, stop) in enumerate(chunks):
             label = f"{start}-{stop}"
             if not writer.is_done(label):
-                sim.fill(start, np.asarray(writer.expression[start:stop]))
-                if flusher is not None:
-                    flusher.join()
-                flusher = _Flusher(writer, label)
+                buf = buffers[k % len(buffers)][: stop - start]
+                sim.fill(start, buf)
+                if writing is not None:
+                    writing.join()
+                writing = _Writer(writer, start, buf, label)
             bar.update(stop - start)
-        if flusher is not None:
-            flusher.join()
-            flusher = None
+        if writing is not None:
+            writing.join()
+            writing = None
     finally:
-        if flusher is not None:
-            flusher.join(raise_error=False)
+        if writing is not None:
+            writing.join(raise_error=False)
         bar.close()
     return writer.commit(sim.samples(), sim.meta(origin), sim.model.ground_truth())
