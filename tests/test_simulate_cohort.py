@@ -222,6 +222,7 @@ def test_cli_simulate_and_info(tmp_path, cli):
     assert np.array_equal(c.expression, expected.expression)
     info = cli.invoke(main, ["info", str(out)])
     assert info.exit_code == 0 and "biomarkers per class    50" in info.output
+    assert "simulated               seed 3, disjoint pathways" in info.output
 
 
 def test_cli_show_params_and_errors(tmp_path, cli):

@@ -60,3 +60,17 @@ def info(cohort: Path, as_json: bool, quiet: bool) -> None:
         click.echo(f"  informative per class   {truth['informative_pathways_per_class']}")
         sizes = sorted(set(truth["biomarkers_per_class"].values()))
         click.echo(f"  biomarkers per class    {', '.join(map(str, sizes[:10]))}")
+        params = truth.get("params") or {}
+        if params.get("source") == "gexplain.simulate":
+            sim = params.get("simulation", {})
+            click.echo(
+                f"  simulated               seed {params.get('seed')}, "
+                f"{sim.get('membership')} pathways, "
+                f"priors {sim.get('base_prior')}/{sim.get('class_prior')}, "
+                f"{sim.get('reads')} reads"
+                + (
+                    f" (log-normal sigma {sim['library_sigma']})"
+                    if sim.get("library_sigma")
+                    else ""
+                )
+            )

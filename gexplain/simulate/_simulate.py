@@ -50,6 +50,23 @@ class Simulation:
     seed
         Seed (int or ``numpy.random.Generator``).
 
+    Attributes
+    ----------
+    params : SimulationParams
+        The parameters.
+    seed : int
+        The seed as an int.
+    model : SimulationModel
+        Pathways, gene weights and class priors (drawn from the seed).
+    n_samples : int
+        Number of samples; samples are ordered by class.
+    classes : numpy.ndarray
+        Class index of every sample.
+    library_size : numpy.ndarray
+        Reads of every sample.
+    divisor : numpy.ndarray
+        Output is ``counts / divisor`` (``library_size / 1e6`` per million, else 1).
+
     Examples
     --------
     >>> from gexplain.simulate import Simulation
@@ -110,7 +127,7 @@ class Simulation:
         )
 
     def genes(self) -> pl.DataFrame:
-        """Gene table: ``gene_id`` (and ``pathways``: how many pathways hold the gene)."""
+        """Gene table: ``gene_id`` and ``n_pathways`` (how many pathways hold the gene; 0: never expressed)."""
         n_paths = np.bincount(self.model.path_genes, minlength=self.params.n_genes)
         return pl.DataFrame(
             {"gene_id": self.params.gene_ids, "n_pathways": n_paths.astype(np.int32)}
