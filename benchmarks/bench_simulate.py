@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,8 +69,10 @@ def kernel_in_memory(sim, n: int, repeats: int) -> list[float]:
     return times
 
 
-def cli_run(args: list[str], env: dict[str, str], out: Path) -> float:
+def cli_run(args: list[str], env: dict[str, str], out: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one ``gexplain simulate`` process."""
     shutil.rmtree(out, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
         [GEXPLAIN, "simulate", *args, "--out", str(out), "-q"],
@@ -77,8 +80,10 @@ def cli_run(args: list[str], env: dict[str, str], out: Path) -> float:
         env=env,
     )
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shutil.rmtree(out, ignore_errors=True)
-    return dt
+    return dt, cpu
 
 
 def main() -> None:
@@ -98,7 +103,8 @@ def main() -> None:
     n = sim.n_samples
     print(
         f"{opts.preset}: {n} samples × {params.n_genes} genes, {params.n_pathways} pathways; "
-        f"{numba.get_num_threads()} threads, {os.cpu_count()} cores"
+        f"{numba.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     cli_args = ["--preset", opts.preset, "--seed", "0"]
     for k, v in overrides.items():
@@ -107,22 +113,35 @@ def main() -> None:
     try:
         env = dict(os.environ)
         cold_env = {**env, "NUMBA_CACHE_DIR": str(work / "numba-cache")}
-        cold = cli_run(cli_args, cold_env, work / "cohort")
+        cold, cold_cpu = cli_run(cli_args, cold_env, work / "cohort")
         cli_run(cli_args, env, work / "cohort")  # make sure the normal cache is warm
-        warm = [cli_run(cli_args, env, work / "cohort") for _ in range(repeats)]
+        runs = [cli_run(cli_args, env, work / "cohort") for _ in range(repeats)]
+        warm = [w for w, _ in runs]
+        warm_cpu = [c for _, c in runs]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    c0 = time.process_time()
     kernel = kernel_in_memory(sim, n, repeats)
+    k_cpu = (time.process_time() - c0) / (repeats + 1e-9)
+    c0 = time.process_time()
     t_np, _ = numpy_anchor(sim, n)
+    np_cpu = time.process_time() - c0
     k_med = statistics.median(kernel)
     w_med = statistics.median(warm)
-    print(f"CLI cold (compiles kernels)   {cold:8.2f} s")
+    runs_txt = ", ".join(f"{t:.2f}" for t in warm)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share the cores)")
+    print(f"CLI cold (compiles kernels)   {cold:8.2f} s   (cpu {cold_cpu:.2f} s)")
+    print(f"CLI warm, median of {repeats}       {w_med:8.2f} s   (runs: {runs_txt})")
+    print(f"  its cpu time (user + sys)   {statistics.median(warm_cpu):8.2f} s")
     print(
-        f"CLI warm, median of {repeats}       {w_med:8.2f} s   (runs: {', '.join(f'{t:.2f}' for t in warm)})"
+        f"sampling in memory, median    {k_med:8.2f} s   ({k_med / n * 1e6:.0f} us/sample; cpu {k_cpu:.2f} s)"
     )
-    print(f"sampling in memory, median    {k_med:8.2f} s   ({k_med / n * 1e6:.0f} us/sample)")
-    print(f"numpy anchor, in memory       {t_np:8.2f} s   ({t_np / n * 1e6:.0f} us/sample)")
-    print(f"ratio numpy / kernel (memory) {t_np / k_med:8.1f} x")
+    print(
+        f"numpy anchor, in memory       {t_np:8.2f} s   ({t_np / n * 1e6:.0f} us/sample; cpu {np_cpu:.2f} s)"
+    )
+    print(
+        f"ratio numpy / kernel (memory) {t_np / k_med:8.1f} x   (cpu time: {np_cpu / k_cpu:.1f} x)"
+    )
     print(f"ratio numpy / CLI warm        {t_np / w_med:8.1f} x")
     if not opts.quick and opts.preset == "simu1":
         print(f"ratio paper code (~23 min) / CLI warm {PAPER_SECONDS / w_med:6.0f} x")
