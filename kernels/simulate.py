@@ -674,47 +674,81 @@ def simulate_samples(
         Output rows.
     """
     n = keys.shape[0]
+    nblocks = min(n, _BLOCKS)
+    for blk in prange(nblocks):
+        _simulate_range(
+            blk * n // nblocks,
+            (blk + 1) * n // nblocks,
+            keys,
+            classes,
+            reads,
+            divisors,
+            alpha,
+            rank_of,
+            pos_ptr,
+            lane_cond,
+            lane_lr,
+            lane_gene,
+            last_gene,
+            out,
+        )
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate_range(
+    lo,
+    hi,
+    keys,
+    classes,
+    reads,
+    divisors,
+    alpha,
+    rank_of,
+    pos_ptr,
+    lane_cond,
+    lane_lr,
+    lane_gene,
+    last_gene,
+    out,
+):
+    """Samples ``lo .. hi-1`` of :func:`simulate_samples`, with one set of scratch arrays."""
     P = alpha.shape[1]
     G = out.shape[1]
     T = 1
     while T < P:
         T *= 2
     width = max(T, P)
-    nblocks = min(n, _BLOCKS)
-    for blk in prange(nblocks):
-        lo = blk * n // nblocks
-        hi = (blk + 1) * n // nblocks
-        tree = np.empty(2 * T, dtype=np.float64)
-        tcount = np.empty(2 * T, dtype=np.int64)
-        tprob = np.empty(T, dtype=np.float64)
-        tlr = np.empty(T, dtype=np.float64)
-        rem = np.empty(P, dtype=np.int64)
-        x = np.empty(width, dtype=np.int64)
-        wi = np.empty((6, width), dtype=np.int64)
-        wf = np.empty((4, width), dtype=np.float64)
-        wb = np.empty((2, width), dtype=np.bool_)
-        counts = np.empty(G, dtype=np.float64)
-        for i in range(lo, hi):
-            _simulate_one(
-                keys[i],
-                reads[i],
-                divisors[i],
-                alpha[classes[i]],
-                rank_of,
-                pos_ptr,
-                lane_cond,
-                lane_lr,
-                lane_gene,
-                last_gene,
-                tree,
-                tcount,
-                tprob,
-                tlr,
-                rem,
-                x,
-                wi,
-                wf,
-                wb,
-                counts,
-                out[i],
-            )
+    tree = np.empty(2 * T, dtype=np.float64)
+    tcount = np.empty(2 * T, dtype=np.int64)
+    tprob = np.empty(T, dtype=np.float64)
+    tlr = np.empty(T, dtype=np.float64)
+    rem = np.empty(P, dtype=np.int64)
+    x = np.empty(width, dtype=np.int64)
+    wi = np.empty((6, width), dtype=np.int64)
+    wf = np.empty((4, width), dtype=np.float64)
+    wb = np.empty((2, width), dtype=np.bool_)
+    counts = np.empty(G, dtype=np.float64)
+    for i in range(lo, hi):
+        _simulate_one(
+            keys[i],
+            reads[i],
+            divisors[i],
+            alpha[classes[i]],
+            rank_of,
+            pos_ptr,
+            lane_cond,
+            lane_lr,
+            lane_gene,
+            last_gene,
+            tree,
+            tcount,
+            tprob,
+            tlr,
+            rem,
+            x,
+            wi,
+            wf,
+            wb,
+            counts,
+            out[i],
+        )
