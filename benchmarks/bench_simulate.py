@@ -132,7 +132,9 @@ def main() -> None:
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share the cores)")
     print(f"CLI cold (compiles kernels)   {cold:8.2f} s   (cpu {cold_cpu:.2f} s)")
     print(f"CLI warm, median of {repeats}       {w_med:8.2f} s   (runs: {runs_txt})")
+    print(f"CLI warm, best run            {min(warm):8.2f} s   (the least disturbed by other load)")
     print(f"  its cpu time (user + sys)   {statistics.median(warm_cpu):8.2f} s")
+    print(f"sampling in memory, best      {min(kernel):8.2f} s")
     print(
         f"sampling in memory, median    {k_med:8.2f} s   ({k_med / n * 1e6:.0f} us/sample; cpu {k_cpu:.2f} s)"
     )
