@@ -336,6 +336,7 @@ def binomial_block(n, p, lr, key, slot0, out, wi, wf, wb):
     gd = wf[3]
     okb = wb[0]
     gin = wb[1]
+    n_scalar = 0
     for i in range(L):  # SIMD: quick acceptance of iteration 0
         ni = n[i]
         pi = p[i]
@@ -345,30 +346,28 @@ def binomial_block(n, p, lr, key, slot0, out, wi, wf, wb):
         a, b, c = _btrd_setup(ni, pp)
         ok, k = _btrd_quick(a, b, c, _u01(key, base), _u01(key, base + _U64(1)))
         out[i] = ni - k if flip else k
-        okb[i] = ok & (ni * pp >= 10.0)
-    m = 0  # lanes for the SIMD rounds, from the front of idx
-    e = 0  # lanes for the scalar path, from the back of idx
-    for i in range(L):  # branch-free compaction
-        ni = n[i]
-        pp = min(p[i], 1.0 - p[i])
-        todo = not okb[i]
-        vec = (ni * pp >= 10.0) & (ni < LFACT_TABLE)
+        btrd = ni * pp >= 10.0
+        done = ok & btrd
+        keep = done | (btrd & (ni < LFACT_TABLE))  # False: the lane needs the scalar path
+        okb[i] = done
+        gin[i] = keep
+        n_scalar += not keep
+    if n_scalar:  # inversion (n p' < 10) and large-n lanes
+        for i in range(L):
+            if not gin[i]:
+                out[i] = _binomial(n[i], p[i], key, slot0 + _U64(i))
+                okb[i] = True
+    m = 0
+    for i in range(L):  # branch-free compaction into contiguous arrays
         idx[m] = i
-        idx[L - 1 - e] = i
-        m += todo & vec
-        e += todo & (not vec)
-    for j in range(e):
-        i = idx[L - 1 - j]
-        out[i] = _binomial(n[i], p[i], key, slot0 + _U64(i))
-    for j in range(m):  # gather the lanes into contiguous arrays
-        i = idx[j]
-        gn[j] = n[i]
-        pp = min(p[i], 1.0 - p[i])
-        gp[j] = pp
-        if lr[i] != lr[i]:
-            lr[i] = _log_odds(pp)
-        glr[j] = lr[i]
-        gslot[j] = i
+        gn[m] = n[i]
+        gp[m] = min(p[i], 1.0 - p[i])
+        glr[m] = lr[i]
+        gslot[m] = i
+        m += not okb[i]
+    for j in range(m):
+        if glr[j] != glr[j]:  # log-odds not given (NaN)
+            glr[j] = _log_odds(gp[j])
     t = _U64(0)
     while m > 0:
         for j in range(m):  # SIMD: candidate of the rest of iteration t/2
