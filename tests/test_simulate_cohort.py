@@ -41,6 +41,22 @@ def test_demo_cohort_tables_and_meta(demo):
     np.testing.assert_allclose(demo.expression.sum(axis=1, dtype=np.float64), 1e6, rtol=1e-6)
 
 
+def _mean_z_scores(cohort: gx.Cohort) -> tuple[np.ndarray, np.ndarray]:
+    """z-scores of the class means of every expressed gene against the expected mean."""
+    n_genes = cohort.n_genes
+    truth = cohort.truth.biomarkers.sort("class", "gene_id")
+    mu = truth["expected_mean"].to_numpy().reshape(len(cohort.classes), n_genes)
+    labels = cohort.labels.to_numpy()
+    z, silent = [], []
+    for c, name in enumerate(cohort.classes):
+        x = cohort.expression[labels == name].astype(np.float64)
+        expressed = mu[c] > 0
+        silent.append(x[:, ~expressed])
+        sd = x[:, expressed].std(0, ddof=1) / np.sqrt(len(x))
+        z.append((x[:, expressed].mean(0) - mu[c, expressed]) / sd)
+    return np.concatenate(z), np.concatenate(silent, axis=None)
+
+
 def test_per_gene_means_match_the_analytic_expectation(demo):
     """z-scores of the class means of every gene against the truth's expected mean.
 
@@ -49,15 +65,27 @@ def test_per_gene_means_match_the_analytic_expectation(demo):
     0.9 < sd < 1.1, max |z| < 5 (a fixed seed; P(max > 5) ≈ 0.3 % for 6000
     independent standard normals).
     """
-    truth = demo.truth.biomarkers.sort("class", "gene_id")
-    mu = truth["expected_mean"].to_numpy().reshape(6, 1000)
-    labels = demo.labels.to_numpy()
-    z = []
-    for c, name in enumerate(demo.classes):
-        x = demo.expression[labels == name].astype(np.float64)
-        z.append((x.mean(0) - mu[c]) / (x.std(0, ddof=1) / np.sqrt(len(x))))
-    z = np.concatenate(z)
+    z, silent = _mean_z_scores(demo)
+    assert z.size == 6000 and silent.size == 0
     assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1 and np.abs(z).max() < 5.0
+
+
+def test_overlapping_pathways_means_match_the_expectation():
+    """SIMU2-style random overlapping pathways; genes in no pathway are exactly 0."""
+    c = simulate(
+        "simu2",
+        seed=1,
+        n_classes=3,
+        samples_per_class=150,
+        n_genes=600,
+        n_pathways=120,
+        informative_pathways=8,
+        units="counts",
+    )
+    z, silent = _mean_z_scores(c)
+    assert silent.size > 0 and (silent == 0).all()
+    assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1 and np.abs(z).max() < 5.0
+    assert (c.expression.sum(axis=1, dtype=np.float64) == 1_500_000).all()
 
 
 def test_per_gene_variances_match_the_hierarchical_model(demo):
