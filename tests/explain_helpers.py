@@ -46,7 +46,8 @@ def gexplain_graph(
         inits.append(_init("std", std))
         nodes.append(helper.make_node("Div", ["centered", "std"], ["scaled"], name="scale"))
     else:
-        inits.append(_init("inv_std", 1.0 / std))
+        p["inv_std"] = (1.0 / std).astype(np.float32)
+        inits.append(_init("inv_std", p["inv_std"]))
         nodes.append(helper.make_node("Mul", ["centered", "inv_std"], ["scaled"], name="scale"))
     prev, width = "scaled", n_genes
     widths = [*hidden, n_classes]
@@ -111,7 +112,8 @@ def gexplain_graph(
 
 def reference_forward(p: dict[str, np.ndarray], x: np.ndarray, n_hidden: int, act="Relu"):
     """Plain numpy forward of :func:`gexplain_graph` (float64, logits)."""
-    h = (np.asarray(x, dtype=np.float64) - p["mean"]) / p["std"].astype(np.float64)
+    h = np.asarray(x, dtype=np.float64) - p["mean"]
+    h = h * p["inv_std"] if "inv_std" in p else h / p["std"].astype(np.float64)
     for k in range(n_hidden + 1):
         h = h @ p[f"W{k}"].T.astype(np.float64) + p[f"b{k}"]
         if k == n_hidden:

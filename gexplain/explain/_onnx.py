@@ -813,6 +813,23 @@ class _Compiler:
     def _op_ZipMap(self, node: onnx.NodeProto) -> Any:  # pragma: no cover - traced through
         return self._passthrough(node)
 
+    def _afe_labels(self) -> list[str] | None:
+        """Class labels skl2onnx stores for ``ArrayFeatureExtractor(classes, ArgMax(probs))``."""
+        g = self.model.graph
+        argmax = {
+            n.output[0] for n in g.node if n.op_type == "ArgMax" and n.input[0] == self.output
+        }
+        for n in g.node:
+            if n.op_type == "ArrayFeatureExtractor" and n.input[1] in argmax:
+                labels = self.consts.get(n.input[0])
+                if labels is None:
+                    for init in g.initializer:
+                        if init.name == n.input[0]:
+                            labels = numpy_helper.to_array(init)
+                if labels is not None:
+                    return [x.decode() if isinstance(x, bytes) else str(x) for x in labels.ravel()]
+        return None
+
     # -------------------------------------------------------------- finish
     def _finish(self, out: Any) -> Compiled:
         if isinstance(out, _Sig):
@@ -841,7 +858,7 @@ class _Compiler:
             zero[nz] = -c[nz] / a[nz]
         else:
             zero = np.zeros(self.n_genes)
-        labels = self.class_labels or getattr(self, "_zip_labels", None)
+        labels = self.class_labels or getattr(self, "_zip_labels", None) or self._afe_labels()
         return Compiled(
             weight=self.weight,
             bias=self.bias,
