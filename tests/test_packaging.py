@@ -20,6 +20,14 @@ TORCH_FREE_MODULES = [
     "gexplain.kernels.head",
     "gexplain.modelmeta",
     "gexplain.cli",
+    "gexplain.explain",
+    "gexplain.explain._onnx",
+    "gexplain.explain._compiled",
+    "gexplain.explain._baselines",
+    "gexplain.explain._ig",
+    "gexplain.explain._run",
+    "gexplain.kernels.ig",
+    "gexplain.cli.explain",
 ]
 
 

@@ -387,6 +387,13 @@ def explain_chunk(
     baselines); ``label_idx`` the class index of each row's label (−1 unknown).
     """
     x = np.asarray(x)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InputError(
+            f"sample {sample_ids[bad]!r} has missing or infinite expression values; "
+            "impute or drop them before explaining"
+        )
     ref_logits = model.ort_logits(x) if x.shape[0] else np.zeros((0, model.n_classes))
     predicted = np.argmax(ref_logits, axis=1) if x.shape[0] else np.zeros(0, np.int64)
     correct = None if label_idx is None else predicted == label_idx
