@@ -59,8 +59,8 @@ DEFAULT_STEPS = 50
 ADAPTIVE_START = 16
 
 #: Gauss–Legendre order inside each exact-IG piece and the logit-spread bound per piece.
-EXACT_GL_NODES = 16
-EXACT_MAX_SPREAD = 3.0
+EXACT_GL_NODES = 24
+EXACT_MAX_SPREAD = 6.0
 EXACT_EPS = 1e-11
 EXACT_MAX_SEGMENTS = 1_000_000
 
