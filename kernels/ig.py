@@ -447,3 +447,38 @@ def gauss_legendre(n):
         w[i] = 2.0 / ((1.0 - z * z) * pp * pp)
         w[n - 1 - i] = w[i]
     return x, w
+
+
+@njit(cache=True, parallel=True)
+def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
+    """``out[out_rows[r]] += scale · (x[r] − xb[bidx[r]]) ⊙ P[r]`` and the row sums.
+
+    ``P`` (n × G, float64) is ``Ḡ_t @ Wᵀ`` for target column ``t``; ``out`` is the
+    float32 attribution matrix; the float64 sums of the added values go to
+    ``sums[r, t]`` (completeness is checked on them, before the float32 cast).
+    """
+    n, g = P.shape
+    for r in prange(n):
+        b = bidx[r]
+        o = out_rows[r]
+        acc = 0.0
+        for j in range(g):
+            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * P[r, j] * scale
+            acc += v
+            out[o, j] += v
+        sums[r, t] += acc
+
+
+@njit(cache=True, parallel=True)
+def normalize_rows(out, rows):
+    """Scale ``out[rows[i]]`` to unit L2 norm in place (norm in float64; zero rows stay zero)."""
+    for i in prange(rows.shape[0]):
+        o = rows[i]
+        s = 0.0
+        for j in range(out.shape[1]):
+            v = np.float64(out[o, j])
+            s += v * v
+        if s > 0.0:
+            inv = 1.0 / math.sqrt(s)
+            for j in range(out.shape[1]):
+                out[o, j] = np.float64(out[o, j]) * inv

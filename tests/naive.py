@@ -161,6 +161,23 @@ def ig_exact(layers, zb, z, target, output, grid=4001):
     return total
 
 
+def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
+    """Reference of the pull-back accumulation (plain numpy, row by row)."""
+    for r in range(P.shape[0]):
+        v = (x[r].astype(np.float64) - xb[bidx[r]].astype(np.float64)) * P[r] * scale
+        out[out_rows[r]] = (out[out_rows[r]].astype(np.float64) + v).astype(out.dtype)
+        sums[r, t] += v.sum()
+
+
+def normalize_rows(out, rows):
+    """Reference of per-row L2 normalisation."""
+    for o in rows:
+        v = out[o].astype(np.float64)
+        n = np.sqrt((v * v).sum())
+        if n > 0:
+            out[o] = (v / n).astype(out.dtype)
+
+
 # ----------------------------------------------------------------------------- metrics
 
 

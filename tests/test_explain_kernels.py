@@ -216,3 +216,29 @@ def test_quadrature_rules_match_captum_definitions():
 def test_kernels_are_cached():
     for fn in (k.ig_exact, k.ig_quadrature, k.gauss_legendre):
         assert type(fn._cache).__name__ != "NullCache", fn
+
+
+@pytest.mark.parametrize("n,g", [(1, 1), (5, 3), (17, 40)])
+def test_accumulate_and_normalize_match_naive(rng, n, g):
+    import naive
+
+    T = 2
+    P = rng.normal(size=(n, g))
+    x = rng.normal(size=(n, g)).astype(np.float32)
+    xb = rng.normal(size=(2, g))
+    bidx = rng.integers(0, 2, size=n)
+    rows = np.arange(n) * T + 1
+    got = np.zeros((n * T, g), np.float32)
+    got[::2] = 1.5  # accumulates on top of what is there, other rows untouched
+    want = got.copy()
+    s_got, s_want = np.zeros((n, T)), np.zeros((n, T))
+    k.accumulate_attributions(P, x, xb, bidx, 0.5, got, rows, s_got, 1)
+    naive.accumulate_attributions(P, x, xb, bidx, 0.5, want, rows, s_want, 1)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(s_got, s_want, rtol=1e-13, atol=1e-15)
+    got[0] = 0.0  # a zero row stays zero
+    want[0] = 0.0
+    k.normalize_rows(got, np.arange(n * T))
+    naive.normalize_rows(want, np.arange(n * T))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.all(got[0] == 0)

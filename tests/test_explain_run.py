@@ -231,6 +231,14 @@ def test_chunked_run_to_disk_matches_memory(cohort, model, tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     with pytest.raises(Exception, match="exists"):
         explain_cohort(model, tmp_path / "c", tmp_path / "attr", quiet=True)
+    # --correct-only: rows unknown in advance, chunk files assembled at the end
+    out = explain_cohort(
+        model, tmp_path / "c", tmp_path / "ok", correct_only=True, chunk_size=3, quiet=True
+    )
+    mem = integrated_gradients(model, cohort, correct_only=True)
+    disk = Attributions.load(out)
+    np.testing.assert_array_equal(disk.values, mem.values)
+    assert disk.rows.equals(mem.rows) and 0 < disk.n_rows < N
 
 
 def test_interrupted_run_resumes_without_recomputing(cohort, model, tmp_path, monkeypatch):
@@ -261,7 +269,8 @@ def test_interrupted_run_resumes_without_recomputing(cohort, model, tmp_path, mo
 def test_chunk_memory_bound():
     # a 20,000-gene cohort with all 33 targets: chunks small enough for ~256 MB of work arrays
     n = auto_chunk_size(20_000, 33)
-    assert 1 <= n and n * 33 * 20_000 * 8 <= 256 * 2**20
+    # float32 attributions of 33 targets + float64 input copy and pull-back buffer
+    assert 1 <= n and n * 20_000 * (33 * 4 + 16) <= 256 * 2**20
 
 
 def test_cli(cli, cohort, model, tmp_path):

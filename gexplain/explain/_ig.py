@@ -357,6 +357,20 @@ def target_matrix(
 # ----------------------------------------------------------------------------- one chunk
 
 
+class Workspace:
+    """Reusable float64 buffers, grown on demand and handed out as views."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._bufs[name] = np.empty(max(size, 1), dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
 @dataclass
 class ChunkResult:
     """Attributions of one chunk: values, row table and optional top-k frame."""
@@ -380,71 +394,75 @@ def explain_chunk(
     correct_only: bool = False,
     normalize: bool = False,
     top_k: int | None = None,
+    out: np.ndarray | None = None,
+    workspace: Workspace | None = None,
 ) -> ChunkResult:
     """IG for the rows ``x`` (model gene order) of one chunk.
 
     ``positions`` are the rows' indices in the whole input (for per-sample
     baselines); ``label_idx`` the class index of each row's label (−1 unknown).
+    ``out`` optionally receives the float32 values (``rows × G``, zeroed, e.g.
+    a slice of a preallocated matrix); by default a new array is allocated.
+    ``workspace`` keeps the large float64 buffers from one chunk to the next
+    (fresh multi-MB allocations cost a page fault per page on every chunk).
     """
+    ws = workspace if workspace is not None else Workspace()
     x = np.asarray(x)
-    finite = np.isfinite(x).all(axis=1)
+    X64 = ws.get("x64", x.shape)
+    np.copyto(X64, x, casting="unsafe")
+    finite = np.isfinite(X64).all(axis=1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise InputError(
             f"sample {sample_ids[bad]!r} has missing or infinite expression values; "
             "impute or drop them before explaining"
         )
-    ref_logits = model.ort_logits(x) if x.shape[0] else np.zeros((0, model.n_classes))
-    predicted = np.argmax(ref_logits, axis=1) if x.shape[0] else np.zeros(0, np.int64)
+    n_all = x.shape[0]
+    ref_logits = model.ort_logits(X64) if n_all else np.zeros((0, model.n_classes))
+    predicted = np.argmax(ref_logits, axis=1) if n_all else np.zeros(0, np.int64)
     correct = None if label_idx is None else predicted == label_idx
     if correct_only:
         if correct is None:
             raise InputError("--correct-only needs labelled samples")
         keep = np.flatnonzero(correct)
-        x, positions, ref_logits, predicted = (
-            x[keep],
-            positions[keep],
-            ref_logits[keep],
-            predicted[keep],
-        )
-        sample_ids = [sample_ids[i] for i in keep]
-        label_idx = label_idx[keep] if label_idx is not None else None
-        correct = correct[keep]
+        if keep.size < n_all:
+            x, X64 = x[keep], X64[keep]
+            positions, ref_logits, predicted = positions[keep], ref_logits[keep], predicted[keep]
+            sample_ids = [sample_ids[i] for i in keep]
+            label_idx = label_idx[keep] if label_idx is not None else None
+            correct = correct[keep]
     n = x.shape[0]
     targets = target_matrix(target, model, label_idx, predicted)
     T = targets.shape[1] if n else (target.n_targets or 1)
     G = model.n_genes
     fx = output_values(ref_logits, targets, settings.output) if n else np.zeros((0, T))
-    X64 = np.asarray(x, dtype=np.float64)
-    Z = X64 @ model.weight + model.bias if n else np.zeros((0, model.n_hidden))
-    attr = np.zeros((n, T, G))
+    if out is None:
+        out = np.zeros((n * T, G), dtype=np.float32)
+    elif out.shape != (n * T, G) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {(n * T, G)}")
     fb_mean = np.zeros((n, T))
+    sums = np.zeros((n, T))
     steps_max = np.zeros(n, dtype=np.int64)
-    for b in baselines:
-        rows_b, bidx = b.select(positions, label_idx)
-        if n == 0:
-            continue
-        Zb = rows_b @ model.weight + model.bias
-        fb_rows = model.ort_logits(rows_b)
-        fb = output_values(fb_rows[bidx], targets, settings.output)
-        fb_mean += fb / len(baselines)
-        gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
-        steps_max = np.maximum(steps_max, used)
-        D = X64 - rows_b[bidx]
-        for t in range(T):
-            P = gbar[:, t, :] @ model.weight.T
-            P *= D
-            attr[:, t, :] += P
-    if len(baselines) > 1:
-        attr /= len(baselines)
-    sums = attr.sum(axis=2)
+    if n:
+        Z = X64 @ model.weight
+        Z += model.bias
+        P = ws.get("pullback", (n, G))
+        scale = 1.0 / len(baselines)
+        for b in baselines:
+            rows_b, bidx = b.select(positions, label_idx)
+            Zb = rows_b @ model.weight + model.bias
+            fb = output_values(model.ort_logits(rows_b)[bidx], targets, settings.output)
+            fb_mean += fb * scale
+            gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
+            steps_max = np.maximum(steps_max, used)
+            for t in range(T):
+                np.matmul(gbar[:, t, :], model.weight.T, out=P)
+                _k.accumulate_attributions(
+                    P, x, rows_b, bidx, scale, out, np.arange(n) * T + t, sums, t
+                )
+        if normalize:
+            _k.normalize_rows(out, np.arange(n * T))
     delta = sums - (fx - fb_mean)
-    values = attr.reshape(n * T, G)
-    if normalize:
-        norm = np.sqrt(np.einsum("ij,ij->i", values, values))
-        norm[norm == 0] = 1.0
-        values = values / norm[:, None]
-    values32 = np.ascontiguousarray(values, dtype=np.float32)
     names = model.class_names
     tflat = targets.reshape(-1)
     rep = np.repeat(np.arange(n), T)
@@ -472,8 +490,8 @@ def explain_chunk(
             "baseline": pl.Series(["+".join(b.name for b in baselines)] * (n * T), dtype=pl.String),
         }
     )
-    topk = None if top_k is None else topk_frame(values32, rows, gene_ids, top_k)
-    return ChunkResult(values32, rows, topk)
+    topk = None if top_k is None else topk_frame(out, rows, gene_ids, top_k)
+    return ChunkResult(out, rows, topk)
 
 
 def topk_frame(

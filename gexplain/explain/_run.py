@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ._ig import (
     ChunkResult,
     IGSettings,
     TargetSpec,
+    Workspace,
     explain_chunk,
     resolve_settings,
     resolve_target,
@@ -34,8 +35,12 @@ CHUNK_BUDGET = 256 * 2**20
 
 
 def auto_chunk_size(n_genes: int, n_targets: int) -> int:
-    """Samples per chunk so that the ``(n, T, G)`` float64 work arrays fit :data:`CHUNK_BUDGET`."""
-    per_sample = 8 * n_genes * (n_targets + 3)
+    """Samples per chunk so that one chunk's arrays fit :data:`CHUNK_BUDGET`.
+
+    Per sample: the float64 input copy and pull-back buffer (``2 × 8 G`` bytes)
+    and the float32 attributions of its ``T`` targets (``4 T G``).
+    """
+    per_sample = n_genes * (16 + 4 * n_targets)
     return int(max(1, min(4096, CHUNK_BUDGET // max(1, per_sample))))
 
 
@@ -54,13 +59,14 @@ class _Run:
     correct_only: bool
     normalize: bool
     top_k: int | None
+    workspace: Workspace = field(default_factory=Workspace)
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         n = self.x.shape[0]
         for start in range(0, n, self.chunk_size):
             yield start, min(n, start + self.chunk_size)
 
-    def run_chunk(self, start: int, stop: int) -> ChunkResult:
+    def run_chunk(self, start: int, stop: int, out: np.ndarray | None = None) -> ChunkResult:
         pos = np.arange(start, stop, dtype=np.int64)
         return explain_chunk(
             self.model,
@@ -75,7 +81,15 @@ class _Run:
             correct_only=self.correct_only,
             normalize=self.normalize,
             top_k=self.top_k,
+            out=out,
+            workspace=self.workspace,
         )
+
+    @property
+    def n_targets(self) -> int:
+        if self.target.kind == "all":
+            return self.model.n_classes
+        return self.target.n_targets or 1
 
 
 def _describe_baseline(spec: Any) -> Any:
@@ -302,22 +316,25 @@ def integrated_gradients(
         chunk_size=chunk_size,
     )
     parts: list[ChunkResult] = []
+    T = run.n_targets
+    # without --correct-only the row count is known: write straight into the result
+    values = (
+        None if run.correct_only else np.zeros((run.x.shape[0] * T, run.model.n_genes), np.float32)
+    )
     bar = progress(total=run.x.shape[0], desc="explain", quiet=quiet, unit="sample")
     with bar:
         for start, stop in run.chunks():
-            parts.append(run.run_chunk(start, stop))
+            out = None if values is None else values[start * T : stop * T]
+            parts.append(run.run_chunk(start, stop, out))
             bar.update(stop - start)
     if not parts:
         parts.append(run.run_chunk(0, 0))
-    return _assemble(run, parts)
+    return _assemble(run, parts, values)
 
 
-def _assemble(run: _Run, parts: list[ChunkResult]) -> Attributions:
-    values = (
-        np.concatenate([p.values for p in parts])
-        if parts
-        else np.zeros((0, run.model.n_genes), np.float32)
-    )
+def _assemble(run: _Run, parts: list[ChunkResult], values: np.ndarray | None) -> Attributions:
+    if values is None:
+        values = np.concatenate([p.values for p in parts])
     rows = pl.concat([p.rows for p in parts])
     topk = pl.concat([p.topk for p in parts]) if run.top_k is not None else None
     meta = {**run.meta, "ort_precision": run.model.ort_precision}
@@ -398,33 +415,83 @@ def explain_cohort(
     }
     part = PartialDir(out, params, overwrite=overwrite)
     names = []
+    T, G = run.n_targets, run.model.n_genes
+    direct = (
+        None
+        if run.correct_only or run.x.shape[0] == 0
+        else _DirectValues(part, run.x.shape[0] * T, G)
+    )
     bar = progress(total=run.x.shape[0], desc="explain", quiet=quiet, unit="sample")
     with bar:
         for i, (start, stop) in enumerate(run.chunks()):
             name = f"chunk-{i:06d}"
             names.append(name)
             if not part.is_done(name):
-                _write_chunk(part, name, run.run_chunk(start, stop))
+                if direct is not None:
+                    buf = run.workspace.get("out", ((stop - start) * T, G), np.float32)
+                    buf.fill(0.0)
+                    res = run.run_chunk(start, stop, buf)
+                    direct.write(start * T, res.values)
+                else:
+                    res = run.run_chunk(start, stop)
+                _write_chunk(part, name, res, with_values=direct is None)
             bar.update(stop - start)
     if not names:
         names.append("chunk-000000")
-        _write_chunk(part, names[0], run.run_chunk(0, 0))
-    return _commit(part, run, names)
+        _write_chunk(part, names[0], run.run_chunk(0, 0), with_values=direct is None)
+    return _commit(part, run, names, direct)
 
 
-def _write_chunk(part: PartialDir, name: str, res: ChunkResult) -> None:
+class _DirectValues:
+    """The final ``attributions.arrow``, preallocated in the partial folder and filled in place.
+
+    Used when the number of rows is known in advance (no ``correct_only``): each
+    chunk's rows are written at their offset with ``pwrite`` (no second copy, no
+    per-page faults of a memory map), before the chunk is marked done.
+    """
+
+    def __init__(self, part: PartialDir, n_rows: int, n_genes: int) -> None:
+        from ..cohort._store import _values_offset, preallocate_expression
+
+        self.path = part.chunk_path("values.arrow")
+        if not self.path.exists():
+            # finished chunks without their values cannot be trusted: start afresh
+            for name in part.done():
+                if name.startswith("chunk-"):
+                    shutil.rmtree(part.chunk_path(name))
+            tmp = part.chunk_path(".values.arrow.tmp")
+            mm = preallocate_expression(tmp, n_rows, n_genes)
+            del mm
+            os.replace(tmp, self.path)
+        self.offset = _values_offset(self.path)
+        self.row_bytes = 4 * n_genes
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(values, dtype=np.float32)).cast("B")
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            pos = self.offset + row * self.row_bytes
+            while data:
+                n = os.pwrite(fd, data, pos)
+                data, pos = data[n:], pos + n
+        finally:
+            os.close(fd)
+
+
+def _write_chunk(part: PartialDir, name: str, res: ChunkResult, *, with_values: bool) -> None:
     tmp = part.chunk_path(f".{name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    np.save(tmp / "values.npy", res.values)
+    if with_values:
+        np.save(tmp / "values.npy", res.values)
     res.rows.write_parquet(tmp / "rows.parquet")
     if res.topk is not None:
         res.topk.write_parquet(tmp / "topk.parquet")
     os.replace(tmp, part.chunk_path(name))
 
 
-def _commit(part: PartialDir, run: _Run, names: list[str]) -> Path:
+def _commit(part: PartialDir, run: _Run, names: list[str], direct: _DirectValues | None) -> Path:
     from ..cohort._store import preallocate_expression
 
     run.model._ort()  # sets ort_precision even when every chunk was already done
@@ -433,14 +500,17 @@ def _commit(part: PartialDir, run: _Run, names: list[str]) -> Path:
     G = run.model.n_genes
     tmp = part.new_output_dir()
     try:
-        mm = preallocate_expression(tmp / VALUES_FILE, total, G)
-        at = 0
-        for n in names:
-            v = np.load(part.chunk_path(n) / "values.npy", mmap_mode="r")
-            mm[at : at + v.shape[0]] = v
-            at += v.shape[0]
-        mm.flush()
-        del mm
+        if direct is not None:
+            os.replace(direct.path, tmp / VALUES_FILE)
+        else:
+            mm = preallocate_expression(tmp / VALUES_FILE, total, G)
+            at = 0
+            for n in names:
+                v = np.load(part.chunk_path(n) / "values.npy", mmap_mode="r")
+                mm[at : at + v.shape[0]] = v
+                at += v.shape[0]
+            mm.flush()
+            del mm
         pl.concat(rows).write_parquet(tmp / ROWS_FILE)
         pl.DataFrame({"gene_id": run.gene_ids}).write_parquet(tmp / GENES_FILE)
         if run.top_k is not None:
