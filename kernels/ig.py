@@ -450,23 +450,68 @@ def gauss_legendre(n):
 
 
 @njit(cache=True, parallel=True)
-def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
-    """``out[out_rows[r]] += scale · (x[r] − xb[bidx[r]]) ⊙ P[r]`` and the row sums.
+def first_layer(x, W, b, block):
+    """``x @ W + b`` (n × H, float64), summed over genes in a fixed order.
 
-    ``P`` (n × G, float64) is ``Ḡ_t @ Wᵀ`` for target column ``t``; ``out`` is the
-    float32 attribution matrix; the float64 sums of the added values go to
-    ``sums[r, t]`` (completeness is checked on them, before the float32 cast).
+    Unlike a BLAS product, each output element is accumulated gene by gene in
+    the same order whatever the number of rows or threads, so results are
+    identical on any thread count and chunk size. Rows are processed in blocks
+    of ``block`` that share one pass over ``W``; the inner loop over H is an
+    axpy (vectorised without reassociation).
     """
-    n, g = P.shape
-    for r in prange(n):
-        b = bidx[r]
-        o = out_rows[r]
-        acc = 0.0
+    n, g = x.shape
+    h = W.shape[1]
+    out = np.empty((n, h))
+    nblocks = (n + block - 1) // block
+    for k in prange(nblocks):
+        s0 = k * block
+        s1 = min(n, s0 + block)
+        acc = np.zeros((s1 - s0, h))
         for j in range(g):
-            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * P[r, j] * scale
-            acc += v
-            out[o, j] += v
-        sums[r, t] += acc
+            for s in range(s0, s1):
+                xs = np.float64(x[s, j])
+                if xs != 0.0:
+                    for i in range(h):
+                        acc[s - s0, i] += xs * W[j, i]
+        for s in range(s0, s1):
+            for i in range(h):
+                out[s, i] = acc[s - s0, i] + b[i]
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums, block):
+    """``out[r·T + t] += scale · (x[r] − xb[bidx[r]]) ⊙ (W @ gbar[r, t])`` and the row sums.
+
+    The IG pull-back of every sample and target in one pass over ``W`` per block
+    of ``block`` rows. ``out`` is the float32 attribution matrix (row ``r·T + t``);
+    the float64 sums of the added values go to ``sums[r, t]`` (completeness is
+    checked on them, before the float32 cast). Each element's dot product over
+    H is computed by one thread with the same instructions, so results do not
+    depend on the thread count.
+    """
+    n, nt, h = gbar.shape
+    g = W.shape[0]
+    nblocks = (n + block - 1) // block
+    for k in prange(nblocks):
+        s0 = k * block
+        s1 = min(n, s0 + block)
+        acc = np.zeros((s1 - s0, nt))
+        for j in range(g):
+            for s in range(s0, s1):
+                dx = (np.float64(x[s, j]) - np.float64(xb[bidx[s], j])) * scale
+                if dx == 0.0:
+                    continue
+                for t in range(nt):
+                    d = 0.0
+                    for i in range(h):
+                        d += W[j, i] * gbar[s, t, i]
+                    v = dx * d
+                    out[s * nt + t, j] += v
+                    acc[s - s0, t] += v
+        for s in range(s0, s1):
+            for t in range(nt):
+                sums[s, t] += acc[s - s0, t]
 
 
 @njit(cache=True, parallel=True)

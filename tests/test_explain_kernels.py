@@ -214,31 +214,72 @@ def test_quadrature_rules_match_captum_definitions():
 
 
 def test_kernels_are_cached():
-    for fn in (k.ig_exact, k.ig_quadrature, k.gauss_legendre):
+    for fn in (
+        k.ig_exact,
+        k.ig_quadrature,
+        k.gauss_legendre,
+        k.first_layer,
+        k.pullback_accumulate,
+        k.normalize_rows,
+    ):
         assert type(fn._cache).__name__ != "NullCache", fn
 
 
-@pytest.mark.parametrize("n,g", [(1, 1), (5, 3), (17, 40)])
-def test_accumulate_and_normalize_match_naive(rng, n, g):
+@pytest.mark.parametrize("n,g,h,t", [(1, 1, 1, 1), (5, 3, 4, 2), (17, 40, 3, 3)])
+def test_first_layer_and_pullback_match_naive(rng, n, g, h, t):
     import naive
 
-    T = 2
-    P = rng.normal(size=(n, g))
+    W = rng.normal(size=(g, h))
+    b = rng.normal(size=h)
     x = rng.normal(size=(n, g)).astype(np.float32)
+    x[0, 0] = 0.0  # zeros are skipped
+    for block in (1, 4):
+        np.testing.assert_allclose(
+            k.first_layer(x, W, b, block), naive.first_layer(x, W, b), rtol=1e-12, atol=1e-12
+        )
+    gbar = rng.normal(size=(n, t, h))
     xb = rng.normal(size=(2, g))
+    xb[0, 0] = x[0, 0]  # a gene at its baseline value
     bidx = rng.integers(0, 2, size=n)
-    rows = np.arange(n) * T + 1
-    got = np.zeros((n * T, g), np.float32)
-    got[::2] = 1.5  # accumulates on top of what is there, other rows untouched
+    got = np.zeros((n * t, g), np.float32)
+    got[::2] = 1.5  # accumulates on top of what is there
     want = got.copy()
-    s_got, s_want = np.zeros((n, T)), np.zeros((n, T))
-    k.accumulate_attributions(P, x, xb, bidx, 0.5, got, rows, s_got, 1)
-    naive.accumulate_attributions(P, x, xb, bidx, 0.5, want, rows, s_want, 1)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_allclose(s_got, s_want, rtol=1e-13, atol=1e-15)
+    s_got, s_want = np.ones((n, t)), np.ones((n, t))
+    k.pullback_accumulate(W, gbar, x, xb, bidx, 0.5, got, s_got, 3)
+    naive.pullback_accumulate(W, gbar, x, xb, bidx, 0.5, want, s_want)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(s_got, s_want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,g", [(1, 1), (5, 3), (17, 40)])
+def test_normalize_rows_matches_naive(rng, n, g):
+    import naive
+
+    got = rng.normal(size=(n, g)).astype(np.float32)
     got[0] = 0.0  # a zero row stays zero
-    want[0] = 0.0
-    k.normalize_rows(got, np.arange(n * T))
-    naive.normalize_rows(want, np.arange(n * T))
+    want = got.copy()
+    k.normalize_rows(got, np.arange(n))
+    naive.normalize_rows(want, np.arange(n))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert np.all(got[0] == 0)
+
+
+def test_dense_kernels_same_on_one_and_two_threads(rng):
+    W = rng.normal(size=(300, 7))
+    x = rng.normal(size=(45, 300)).astype(np.float32)
+    gbar = rng.normal(size=(45, 2, 7))
+    res = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            out = np.zeros((90, 300), np.float32)
+            sums = np.zeros((45, 2))
+            k.pullback_accumulate(
+                W, gbar, x, np.zeros((1, 300)), np.zeros(45, np.int64), 1.0, out, sums, 4
+            )
+            res.append((k.first_layer(x, W, np.zeros(7), 8), out, sums))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(res[0], res[1]):
+        np.testing.assert_array_equal(a, b)

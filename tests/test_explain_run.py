@@ -334,3 +334,20 @@ def test_runs_without_torch(tmp_path, rng):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_whole_run_same_on_one_and_two_threads(cohort, model):
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    res = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            with threadpool_limits(threads):
+                res.append(integrated_gradients(model, cohort, target="all", chunk_size=5))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(res[0].values, res[1].values)
+    assert res[0].rows.equals(res[1].rows)

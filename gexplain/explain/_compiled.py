@@ -276,14 +276,18 @@ class CompiledModel:
 
     # ------------------------------------------------------------------ forward
     def first_layer(self, X: Any) -> np.ndarray:
-        """The first pre-activation ``z = x @ weight + bias`` (float64, n × H)."""
+        """The first pre-activation ``z = x @ weight + bias`` (float64, n × H).
+
+        Summed gene by gene in a fixed order (a Numba kernel, not BLAS), so a
+        row's value does not depend on the thread count or on the other rows.
+        """
+        from ..kernels.ig import first_layer
+
         x = self._matrix(X)
-        out = np.empty((x.shape[0], self.n_hidden))
-        for s in range(0, x.shape[0], _BLOCK):
-            blk = np.asarray(x[s : s + _BLOCK], dtype=np.float64)
-            np.matmul(blk, self.weight, out=out[s : s + _BLOCK])
-            out[s : s + _BLOCK] += self.bias
-        return out
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        block = max(1, min(64, 4096 // max(1, self.n_hidden)))
+        return first_layer(x, self.weight, self.bias, block)
 
     def logits(self, X: Any) -> np.ndarray:
         """Logits (pre-softmax scores), float64 ``(n, n_classes)``, from the compiled form."""

@@ -357,6 +357,11 @@ def target_matrix(
 # ----------------------------------------------------------------------------- one chunk
 
 
+def pullback_block(n_targets: int, n_hidden: int) -> int:
+    """Rows per pass over ``W`` in the pull-back (their ``Ḡ`` stays in cache)."""
+    return max(1, min(32, 8192 // max(1, n_targets * n_hidden)))
+
+
 class Workspace:
     """Reusable float64 buffers, grown on demand and handed out as views."""
 
@@ -444,22 +449,17 @@ def explain_chunk(
     sums = np.zeros((n, T))
     steps_max = np.zeros(n, dtype=np.int64)
     if n:
-        Z = X64 @ model.weight
-        Z += model.bias
-        P = ws.get("pullback", (n, G))
+        Z = model.first_layer(X64)
         scale = 1.0 / len(baselines)
+        block = pullback_block(T, model.n_hidden)
         for b in baselines:
             rows_b, bidx = b.select(positions, label_idx)
-            Zb = rows_b @ model.weight + model.bias
+            Zb = model.first_layer(rows_b)
             fb = output_values(model.ort_logits(rows_b)[bidx], targets, settings.output)
             fb_mean += fb * scale
             gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
             steps_max = np.maximum(steps_max, used)
-            for t in range(T):
-                np.matmul(gbar[:, t, :], model.weight.T, out=P)
-                _k.accumulate_attributions(
-                    P, x, rows_b, bidx, scale, out, np.arange(n) * T + t, sums, t
-                )
+            _k.pullback_accumulate(model.weight, gbar, x, rows_b, bidx, scale, out, sums, block)
         if normalize:
             _k.normalize_rows(out, np.arange(n * T))
     delta = sums - (fx - fb_mean)
