@@ -40,8 +40,8 @@ from .head import (
     OP_SCALE,
     OUT_LOGIT,
     OUT_PROB,
+    _layer_forward,
     head_backward,
-    head_forward,
     output_value_grad,
 )
 
@@ -50,7 +50,24 @@ EXACT_OK = 0
 EXACT_TOO_MANY_SEGMENTS = 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, inline="always")
+def _forward_inline(layers, params, z, acts):
+    """:func:`head_forward`, inlined so the caller's fast-math flags vectorise its dot products."""
+    n0 = layers[0, 1]
+    for i in range(n0):
+        acts[i] = z[i]
+    start = 0
+    for k in range(layers.shape[0]):
+        n_in = layers[k, 1]
+        n_out = layers[k, 2]
+        _layer_forward(
+            layers, params, k, acts[start : start + n_in], acts[start + n_in : start + n_in + n_out]
+        )
+        start += n_in
+    return acts[start : start + layers[layers.shape[0] - 1, 2]]
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
 def ig_quadrature(layers, params, Z, Zb, bidx, targets, mode, alphas, weights, n_acts, width):
     """``Σ_k weights[k] ∇_z f_t(z' + alphas[k] (z − z'))`` for every sample and target.
 
@@ -94,7 +111,7 @@ def ig_quadrature(layers, params, Z, Zb, bidx, targets, mode, alphas, weights, n
             a = alphas[k]
             for j in range(h):
                 zk[j] = Zb[rb, j] + a * (Z[r, j] - Zb[rb, j])
-            logits = head_forward(layers, params, zk, acts)
+            logits = _forward_inline(layers, params, zk, acts)
             for t in range(nt):
                 output_value_grad(logits, targets[r, t], mode, gl)
                 head_backward(layers, params, acts, gl, ga, gb, gz)
@@ -449,36 +466,6 @@ def gauss_legendre(n):
     return x, w
 
 
-@njit(cache=True, parallel=True)
-def first_layer(x, W, b, block):
-    """``x @ W + b`` (n × H, float64), summed over genes in a fixed order.
-
-    Unlike a BLAS product, each output element is accumulated gene by gene in
-    the same order whatever the number of rows or threads, so results are
-    identical on any thread count and chunk size. Rows are processed in blocks
-    of ``block`` that share one pass over ``W``; the inner loop over H is an
-    axpy (vectorised without reassociation).
-    """
-    n, g = x.shape
-    h = W.shape[1]
-    out = np.empty((n, h))
-    nblocks = (n + block - 1) // block
-    for k in prange(nblocks):
-        s0 = k * block
-        s1 = min(n, s0 + block)
-        acc = np.zeros((s1 - s0, h))
-        for j in range(g):
-            for s in range(s0, s1):
-                xs = np.float64(x[s, j])
-                if xs != 0.0:
-                    for i in range(h):
-                        acc[s - s0, i] += xs * W[j, i]
-        for s in range(s0, s1):
-            for i in range(h):
-                out[s, i] = acc[s - s0, i] + b[i]
-    return out
-
-
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
 def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums, block):
     """``out[r·T + t] += scale · (x[r] − xb[bidx[r]]) ⊙ (W @ gbar[r, t])`` and the row sums.
@@ -512,6 +499,26 @@ def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums, block):
         for s in range(s0, s1):
             for t in range(nt):
                 sums[s, t] += acc[s - s0, t]
+
+
+@njit(cache=True, parallel=True)
+def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
+    """``out[out_rows[r]] += scale · (x[r] − xb[bidx[r]]) ⊙ P[r]`` and the row sums.
+
+    ``P`` (n × G, float64) is ``Ḡ_t @ Wᵀ`` for target column ``t`` (from a BLAS
+    product when H is large); the float64 sums of the added values go to
+    ``sums[r, t]``.
+    """
+    n, g = P.shape
+    for r in prange(n):
+        b = bidx[r]
+        o = out_rows[r]
+        acc = 0.0
+        for j in range(g):
+            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * P[r, j] * scale
+            acc += v
+            out[o, j] += v
+        sums[r, t] += acc
 
 
 @njit(cache=True, parallel=True)

@@ -161,15 +161,6 @@ def ig_exact(layers, zb, z, target, output, grid=4001):
     return total
 
 
-def first_layer(x, W, b):
-    """Reference of the first linear map: one dot product per output."""
-    out = np.empty((x.shape[0], W.shape[1]))
-    for r in range(x.shape[0]):
-        for i in range(W.shape[1]):
-            out[r, i] = float(np.dot(x[r].astype(np.float64), W[:, i])) + b[i]
-    return out
-
-
 def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums):
     """Reference of the pull-back: ``out[r·T+t] += scale (x − x′) ⊙ (W @ ḡ)``, row by row."""
     n, nt, _ = gbar.shape
@@ -182,6 +173,14 @@ def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums):
             )
             out[r * nt + t] = (out[r * nt + t].astype(np.float64) + v).astype(out.dtype)
             sums[r, t] += v.sum()
+
+
+def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
+    """Reference of the pull-back accumulation from a precomputed ``P = Ḡ_t Wᵀ``."""
+    for r in range(P.shape[0]):
+        v = (x[r].astype(np.float64) - xb[bidx[r]].astype(np.float64)) * P[r] * scale
+        out[out_rows[r]] = (out[out_rows[r]].astype(np.float64) + v).astype(out.dtype)
+        sums[r, t] += v.sum()
 
 
 def normalize_rows(out, rows):

@@ -218,37 +218,42 @@ def test_kernels_are_cached():
         k.ig_exact,
         k.ig_quadrature,
         k.gauss_legendre,
-        k.first_layer,
         k.pullback_accumulate,
+        k.accumulate_attributions,
         k.normalize_rows,
     ):
         assert type(fn._cache).__name__ != "NullCache", fn
 
 
 @pytest.mark.parametrize("n,g,h,t", [(1, 1, 1, 1), (5, 3, 4, 2), (17, 40, 3, 3)])
-def test_first_layer_and_pullback_match_naive(rng, n, g, h, t):
+def test_pullback_kernels_match_naive(rng, n, g, h, t):
     import naive
 
     W = rng.normal(size=(g, h))
-    b = rng.normal(size=h)
     x = rng.normal(size=(n, g)).astype(np.float32)
-    x[0, 0] = 0.0  # zeros are skipped
-    for block in (1, 4):
-        np.testing.assert_allclose(
-            k.first_layer(x, W, b, block), naive.first_layer(x, W, b), rtol=1e-12, atol=1e-12
-        )
     gbar = rng.normal(size=(n, t, h))
     xb = rng.normal(size=(2, g))
-    xb[0, 0] = x[0, 0]  # a gene at its baseline value
+    xb[0, 0] = x[0, 0]  # a gene at its baseline value (skipped)
     bidx = rng.integers(0, 2, size=n)
-    got = np.zeros((n * t, g), np.float32)
-    got[::2] = 1.5  # accumulates on top of what is there
-    want = got.copy()
+    start = np.zeros((n * t, g), np.float32)
+    start[::2] = 1.5  # both accumulate on top of what is there
+    got, want = start.copy(), start.copy()
     s_got, s_want = np.ones((n, t)), np.ones((n, t))
     k.pullback_accumulate(W, gbar, x, xb, bidx, 0.5, got, s_got, 3)
     naive.pullback_accumulate(W, gbar, x, xb, bidx, 0.5, want, s_want)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(s_got, s_want, rtol=1e-12, atol=1e-12)
+    # the BLAS route: P = Ḡ_t Wᵀ, then the elementwise accumulation, target by target
+    got2, want2 = start.copy(), start.copy()
+    s_got, s_want = np.ones((n, t)), np.ones((n, t))
+    for tt in range(t):
+        P = gbar[:, tt, :] @ W.T
+        rows = np.arange(n) * t + tt
+        k.accumulate_attributions(P, x, xb, bidx, 0.5, got2, rows, s_got, tt)
+        naive.accumulate_attributions(P, x, xb, bidx, 0.5, want2, rows, s_want, tt)
+    np.testing.assert_array_equal(got2, want2)
+    np.testing.assert_allclose(s_got, s_want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got2, want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("n,g", [(1, 1), (5, 3), (17, 40)])
@@ -264,9 +269,11 @@ def test_normalize_rows_matches_naive(rng, n, g):
     assert np.all(got[0] == 0)
 
 
-def test_dense_kernels_same_on_one_and_two_threads(rng):
+def test_dense_products_same_on_one_and_two_threads_and_any_row_count(rng):
+    from gexplain.explain._linalg import matmul_rows
+
     W = rng.normal(size=(300, 7))
-    x = rng.normal(size=(45, 300)).astype(np.float32)
+    x = rng.normal(size=(150, 300)).astype(np.float32)
     gbar = rng.normal(size=(45, 2, 7))
     res = []
     before = numba.get_num_threads()
@@ -275,11 +282,15 @@ def test_dense_kernels_same_on_one_and_two_threads(rng):
             numba.set_num_threads(threads)
             out = np.zeros((90, 300), np.float32)
             sums = np.zeros((45, 2))
-            k.pullback_accumulate(
-                W, gbar, x, np.zeros((1, 300)), np.zeros(45, np.int64), 1.0, out, sums, 4
-            )
-            res.append((k.first_layer(x, W, np.zeros(7), 8), out, sums))
+            xb = np.zeros((1, 300))
+            k.pullback_accumulate(W, gbar, x[:45], xb, np.zeros(45, np.int64), 1.0, out, sums, 4)
+            res.append((matmul_rows(x, W), out, sums))
     finally:
         numba.set_num_threads(before)
     for a, b in zip(res[0], res[1]):
         np.testing.assert_array_equal(a, b)
+    # a row's product does not depend on the rows multiplied with it
+    full = res[0][0]
+    for lo, hi in ((0, 1), (3, 70), (64, 150), (149, 150)):
+        np.testing.assert_array_equal(matmul_rows(x[lo:hi], W), full[lo:hi])
+    np.testing.assert_allclose(full, x.astype(np.float64) @ W, rtol=1e-12, atol=1e-12)

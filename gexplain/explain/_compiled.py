@@ -278,16 +278,14 @@ class CompiledModel:
     def first_layer(self, X: Any) -> np.ndarray:
         """The first pre-activation ``z = x @ weight + bias`` (float64, n × H).
 
-        Summed gene by gene in a fixed order (a Numba kernel, not BLAS), so a
-        row's value does not depend on the thread count or on the other rows.
+        Computed by :func:`~gexplain.explain._linalg.matmul_rows`: a row's value
+        does not depend on the thread count or on the other rows.
         """
-        from ..kernels.ig import first_layer
+        from ._linalg import matmul_rows
 
-        x = self._matrix(X)
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
-        block = max(1, min(64, 4096 // max(1, self.n_hidden)))
-        return first_layer(x, self.weight, self.bias, block)
+        z = matmul_rows(self._matrix(X), self.weight)
+        z += self.bias
+        return z
 
     def logits(self, X: Any) -> np.ndarray:
         """Logits (pre-softmax scores), float64 ``(n, n_classes)``, from the compiled form."""

@@ -44,6 +44,7 @@ from ..head import output_mode
 from ..kernels import ig as _k
 from ._baselines import Baseline
 from ._compiled import CompiledModel, output_values
+from ._linalg import matmul_rows
 
 METHODS = (
     "exact",
@@ -357,6 +358,10 @@ def target_matrix(
 # ----------------------------------------------------------------------------- one chunk
 
 
+#: From this first-layer width on, the pull-back ``Ḡ Wᵀ`` goes through BLAS (row blocks).
+BLAS_PULLBACK_MIN_H = 64
+
+
 def pullback_block(n_targets: int, n_hidden: int) -> int:
     """Rows per pass over ``W`` in the pull-back (their ``Ḡ`` stays in cache)."""
     return max(1, min(32, 8192 // max(1, n_targets * n_hidden)))
@@ -452,6 +457,7 @@ def explain_chunk(
         Z = model.first_layer(X64)
         scale = 1.0 / len(baselines)
         block = pullback_block(T, model.n_hidden)
+        P = ws.get("pullback", (n, G)) if model.n_hidden >= BLAS_PULLBACK_MIN_H else None
         for b in baselines:
             rows_b, bidx = b.select(positions, label_idx)
             Zb = model.first_layer(rows_b)
@@ -459,7 +465,14 @@ def explain_chunk(
             fb_mean += fb * scale
             gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
             steps_max = np.maximum(steps_max, used)
-            _k.pullback_accumulate(model.weight, gbar, x, rows_b, bidx, scale, out, sums, block)
+            if P is None:  # small H: fused kernel, no n × G temporary
+                _k.pullback_accumulate(model.weight, gbar, x, rows_b, bidx, scale, out, sums, block)
+                continue
+            for t in range(T):
+                matmul_rows(gbar[:, t, :], model.weight.T, out=P)
+                _k.accumulate_attributions(
+                    P, x, rows_b, bidx, scale, out, np.arange(n) * T + t, sums, t
+                )
         if normalize:
             _k.normalize_rows(out, np.arange(n * T))
     delta = sums - (fx - fb_mean)
