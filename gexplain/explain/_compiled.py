@@ -16,8 +16,14 @@ from ._onnx import Compiled, compile_graph, reference_graph
 
 ModelLike = "str | os.PathLike[str] | onnx.ModelProto | CompiledModel"
 
-#: Rows per block when a forward pass runs over many samples (bounds memory).
-_BLOCK = 2048
+#: Rows per onnxruntime run.
+_ORT_ROWS = 256
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -306,8 +312,12 @@ class CompiledModel:
 
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            # one thread per run: a row's result then does not depend on the other
+            # rows of the batch; rows are spread over threads by ort_forward instead
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
             for double in (True, False):
-                ref = reference_graph(self._proto, self._compiled, double)
+                ref = reference_graph(self._proto, self._compiled, double, with_z=double)
                 try:
                     self._session = ort.InferenceSession(
                         ref.SerializeToString(), opts, providers=["CPUExecutionProvider"]
@@ -322,28 +332,71 @@ class CompiledModel:
                 )
                 self.ort_precision = "float64" if double and not ml_out else "float32"
                 self._ort_dtype = np.float64 if double else np.float32
+                outs = [o.name for o in self._session.get_outputs()]
+                z = self._compiled.z_tensor
+                self._z_index = (
+                    None
+                    if self.ort_precision != "float64" or z is None
+                    else (outs.index(z) if z in outs else 0)
+                )
                 break
         return self._session
 
-    def ort_logits(self, X: Any) -> np.ndarray:
-        """Logits from onnxruntime (the reference forward pass), float64 ``(n, C)``.
+    def ort_forward(self, X: Any, *, with_z: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits from onnxruntime and, if asked and available, the first pre-activation.
 
         The graph is cut at its logits tensor and, where onnxruntime supports it,
-        converted to float64 (:attr:`ort_precision` tells which ran).
+        converted to float64 (:attr:`ort_precision` tells which ran). Runs are
+        single-threaded on blocks of rows spread over a thread pool, so every
+        row's result is the same whatever the batch and thread count.
+
+        Returns
+        -------
+        logits : numpy.ndarray
+            ``(n, C)`` float64.
+        z : numpy.ndarray or None
+            ``(n, H)`` float64 value of the graph tensor equal to
+            ``x @ weight + bias`` (``None`` unless ``with_z`` and the graph has
+            such a tensor computed in float64).
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         x = self._matrix(X)
         sess = self._ort()
         name = self._compiled.input_name
-        outs = []
-        for s in range(0, max(1, x.shape[0]), _BLOCK):
-            blk = np.ascontiguousarray(x[s : s + _BLOCK], dtype=self._ort_dtype)
-            outs.append(np.asarray(sess.run(None, {name: blk})[0], dtype=np.float64))
-        t = np.concatenate(outs).reshape(x.shape[0], -1)
+        n = x.shape[0]
+        zi = self._z_index if with_z else None
+        logits_raw: list[Any] = [None] * max(1, -(-n // _ORT_ROWS))
+        zs: list[Any] = [None] * len(logits_raw)
+
+        def work(i: int) -> None:
+            blk = np.ascontiguousarray(
+                x[i * _ORT_ROWS : (i + 1) * _ORT_ROWS], dtype=self._ort_dtype
+            )
+            res = sess.run(None, {name: blk})
+            logits_raw[i] = np.asarray(res[0], dtype=np.float64)
+            if zi is not None:
+                zs[i] = np.asarray(res[zi], dtype=np.float64)
+
+        blocks = range(len(logits_raw))
+        threads = min(_threads(), len(logits_raw))
+        if threads <= 1:
+            for i in blocks:
+                work(i)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, blocks))
+        t = np.concatenate(logits_raw).reshape(n, -1)
+        z = None if zi is None else np.concatenate(zs).reshape(n, -1)
         recipe = self._compiled.logit_recipe
-        if recipe == "identity":
-            return t
-        col = t[:, -1] if recipe == "binary_last" else t[:, 0]
-        return np.stack([np.zeros_like(col), self._compiled.logit_sign * col], axis=1)
+        if recipe != "identity":
+            col = t[:, -1] if recipe == "binary_last" else t[:, 0]
+            t = np.stack([np.zeros_like(col), self._compiled.logit_sign * col], axis=1)
+        return t, z
+
+    def ort_logits(self, X: Any) -> np.ndarray:
+        """Logits from onnxruntime (the reference forward pass), float64 ``(n, C)``."""
+        return self.ort_forward(X)[0]
 
     def ort_predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities from onnxruntime logits."""

@@ -428,7 +428,9 @@ def explain_chunk(
             "impute or drop them before explaining"
         )
     n_all = x.shape[0]
-    ref_logits = model.ort_logits(X64) if n_all else np.zeros((0, model.n_classes))
+    ref_logits, Zref = (
+        model.ort_forward(X64, with_z=True) if n_all else (np.zeros((0, model.n_classes)), None)
+    )
     predicted = np.argmax(ref_logits, axis=1) if n_all else np.zeros(0, np.int64)
     correct = None if label_idx is None else predicted == label_idx
     if correct_only:
@@ -438,6 +440,7 @@ def explain_chunk(
         if keep.size < n_all:
             x, X64 = x[keep], X64[keep]
             positions, ref_logits, predicted = positions[keep], ref_logits[keep], predicted[keep]
+            Zref = None if Zref is None else Zref[keep]
             sample_ids = [sample_ids[i] for i in keep]
             label_idx = label_idx[keep] if label_idx is not None else None
             correct = correct[keep]
@@ -454,14 +457,17 @@ def explain_chunk(
     sums = np.zeros((n, T))
     steps_max = np.zeros(n, dtype=np.int64)
     if n:
-        Z = model.first_layer(X64)
+        # z from the reference pass when the graph holds it in float64 (saves a product)
+        Z = Zref if Zref is not None else model.first_layer(X64)
         scale = 1.0 / len(baselines)
         block = pullback_block(T, model.n_hidden)
         P = ws.get("pullback", (n, G)) if model.n_hidden >= BLAS_PULLBACK_MIN_H else None
         for b in baselines:
             rows_b, bidx = b.select(positions, label_idx)
-            Zb = model.first_layer(rows_b)
-            fb = output_values(model.ort_logits(rows_b)[bidx], targets, settings.output)
+            fb_logits, Zb = model.ort_forward(rows_b, with_z=True)
+            if Zb is None:
+                Zb = model.first_layer(rows_b)
+            fb = output_values(fb_logits[bidx], targets, settings.output)
             fb_mean += fb * scale
             gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
             steps_max = np.maximum(steps_max, used)

@@ -145,6 +145,7 @@ class Compiled:
     logit_sign: float
     patch: dict[str, Any]
     class_labels: list[str] | None
+    z_tensor: str | None = None  # graph tensor equal to z = x @ weight + bias (same columns)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -278,6 +279,7 @@ class _Compiler:
         self.prefix: tuple[np.ndarray, np.ndarray] | None = None
         self.builder: HeadBuilder | None = None
         self.class_labels: list[str] | None = None
+        self.z_tensor: str | None = None
 
     # -------------------------------------------------------------- output choice
     def _pick_output(self, output: str | None) -> str:
@@ -661,6 +663,8 @@ class _Compiler:
 
     def _nonlinear(self, node: onnx.NodeProto, kind: str, alpha: float = 0.0) -> _Lin:
         v = self._lin(node.input[0], node)
+        if v.stage == 0 and len(v.ps) == 1:
+            self.z_tensor = node.input[0]
         self._close_stage(v)
         assert self.builder is not None
         if kind == "relu":
@@ -846,6 +850,8 @@ class _Compiler:
             raise ModelError("the logits do not come from the last layer (non-sequential graph)")
         if len(logits.ps) != 1:
             raise ModelError(f"the logits have per-sample shape {logits.ps}, expected a vector")
+        if logits.stage == 0 and recipe == "identity" and not patch:
+            self.z_tensor = tensor  # a linear model: z are the logits
         self._close_stage(logits)
         assert self.weight is not None and self.bias is not None and self.builder is not None
         head = self.builder.build()
@@ -871,6 +877,7 @@ class _Compiler:
             logit_sign=sign,
             patch=patch,
             class_labels=labels,
+            z_tensor=self.z_tensor,
         )
 
 
@@ -896,10 +903,13 @@ def compile_graph(model: onnx.ModelProto, output: str | None = None) -> Compiled
 # ----------------------------------------------------------------------------- reference graph
 
 
-def reference_graph(model: onnx.ModelProto, compiled: Compiled, double: bool) -> onnx.ModelProto:
+def reference_graph(
+    model: onnx.ModelProto, compiled: Compiled, double: bool, with_z: bool = False
+) -> onnx.ModelProto:
     """The model cut at its logits tensor (for onnxruntime), optionally in float64.
 
-    The returned graph's single output is the tensor the logits are read from;
+    The returned graph's first output is the tensor the logits are read from
+    (with ``with_z``, a second output holds the first pre-activation ``z``);
     ``double=True`` converts every float initializer, constant, cast and the
     input to float64 so onnxruntime's forward pass is exact to ~1e-15.
     """
@@ -944,6 +954,9 @@ def reference_graph(model: onnx.ModelProto, compiled: Compiled, double: bool) ->
     g.output.append(
         helper.make_tensor_value_info(target, TensorProto.FLOAT if ml_out else elem, None)
     )
+    z = compiled.z_tensor
+    if with_z and z is not None and z != target and z in need:
+        g.output.append(helper.make_tensor_value_info(z, elem, None))
     return m
 
 
