@@ -466,48 +466,14 @@ def gauss_legendre(n):
     return x, w
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums, block):
-    """``out[r·T + t] += scale · (x[r] − xb[bidx[r]]) ⊙ (W @ gbar[r, t])`` and the row sums.
-
-    The IG pull-back of every sample and target in one pass over ``W`` per block
-    of ``block`` rows. ``out`` is the float32 attribution matrix (row ``r·T + t``);
-    the float64 sums of the added values go to ``sums[r, t]`` (completeness is
-    checked on them, before the float32 cast). Each element's dot product over
-    H is computed by one thread with the same instructions, so results do not
-    depend on the thread count.
-    """
-    n, nt, h = gbar.shape
-    g = W.shape[0]
-    nblocks = (n + block - 1) // block
-    for k in prange(nblocks):
-        s0 = k * block
-        s1 = min(n, s0 + block)
-        acc = np.zeros((s1 - s0, nt))
-        for j in range(g):
-            for s in range(s0, s1):
-                dx = (np.float64(x[s, j]) - np.float64(xb[bidx[s], j])) * scale
-                if dx == 0.0:
-                    continue
-                for t in range(nt):
-                    d = 0.0
-                    for i in range(h):
-                        d += W[j, i] * gbar[s, t, i]
-                    v = dx * d
-                    out[s * nt + t, j] += v
-                    acc[s - s0, t] += v
-        for s in range(s0, s1):
-            for t in range(nt):
-                sums[s, t] += acc[s - s0, t]
-
-
 @njit(cache=True, parallel=True)
 def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
     """``out[out_rows[r]] += scale · (x[r] − xb[bidx[r]]) ⊙ P[r]`` and the row sums.
 
-    ``P`` (n × G, float64) is ``Ḡ_t @ Wᵀ`` for target column ``t`` (from a BLAS
-    product when H is large); the float64 sums of the added values go to
-    ``sums[r, t]``.
+    ``P`` (n × G, float64) is ``Ḡ_t @ Wᵀ`` for target column ``t`` (a BLAS
+    product in fixed row blocks, see :mod:`gexplain.explain._linalg`); ``out``
+    is the float32 attribution matrix; the float64 sums of the added values go
+    to ``sums[r, t]`` (completeness is checked on them, before the float32 cast).
     """
     n, g = P.shape
     for r in prange(n):

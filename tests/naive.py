@@ -161,20 +161,6 @@ def ig_exact(layers, zb, z, target, output, grid=4001):
     return total
 
 
-def pullback_accumulate(W, gbar, x, xb, bidx, scale, out, sums):
-    """Reference of the pull-back: ``out[r·T+t] += scale (x − x′) ⊙ (W @ ḡ)``, row by row."""
-    n, nt, _ = gbar.shape
-    for r in range(n):
-        for t in range(nt):
-            v = (
-                (x[r].astype(np.float64) - xb[bidx[r]].astype(np.float64))
-                * (W @ gbar[r, t])
-                * scale
-            )
-            out[r * nt + t] = (out[r * nt + t].astype(np.float64) + v).astype(out.dtype)
-            sums[r, t] += v.sum()
-
-
 def accumulate_attributions(P, x, xb, bidx, scale, out, out_rows, sums, t):
     """Reference of the pull-back accumulation from a precomputed ``P = Ḡ_t Wᵀ``."""
     for r in range(P.shape[0]):

@@ -358,15 +358,6 @@ def target_matrix(
 # ----------------------------------------------------------------------------- one chunk
 
 
-#: From this first-layer width on, the pull-back ``Ḡ Wᵀ`` goes through BLAS (row blocks).
-BLAS_PULLBACK_MIN_H = 64
-
-
-def pullback_block(n_targets: int, n_hidden: int) -> int:
-    """Rows per pass over ``W`` in the pull-back (their ``Ḡ`` stays in cache)."""
-    return max(1, min(32, 8192 // max(1, n_targets * n_hidden)))
-
-
 class Workspace:
     """Reusable float64 buffers, grown on demand and handed out as views."""
 
@@ -460,8 +451,7 @@ def explain_chunk(
         # z from the reference pass when the graph holds it in float64 (saves a product)
         Z = Zref if Zref is not None else model.first_layer(X64)
         scale = 1.0 / len(baselines)
-        block = pullback_block(T, model.n_hidden)
-        P = ws.get("pullback", (n, G)) if model.n_hidden >= BLAS_PULLBACK_MIN_H else None
+        P = ws.get("pullback", (n, G))
         for b in baselines:
             rows_b, bidx = b.select(positions, label_idx)
             fb_logits, Zb = model.ort_forward(rows_b, with_z=True)
@@ -471,10 +461,7 @@ def explain_chunk(
             fb_mean += fb * scale
             gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
             steps_max = np.maximum(steps_max, used)
-            if P is None:  # small H: fused kernel, no n × G temporary
-                _k.pullback_accumulate(model.weight, gbar, x, rows_b, bidx, scale, out, sums, block)
-                continue
-            for t in range(T):
+            for t in range(T):  # P = Ḡ_t Wᵀ (BLAS, row blocks), then (x − x') ⊙ P into out
                 matmul_rows(gbar[:, t, :], model.weight.T, out=P)
                 _k.accumulate_attributions(
                     P, x, rows_b, bidx, scale, out, np.arange(n) * T + t, sums, t
