@@ -26,6 +26,7 @@ TORCH_FREE_MODULES = [
     "gexplain.explain._baselines",
     "gexplain.explain._ig",
     "gexplain.explain._run",
+    "gexplain.explain._linalg",
     "gexplain.kernels.ig",
     "gexplain.cli.explain",
 ]
