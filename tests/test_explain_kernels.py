@@ -78,6 +78,40 @@ def test_quadrature_matches_naive(rng, name, output):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
+RELU_FIRST = {
+    "one-hidden": ["relu", "affine:4"],
+    "deep": ["relu", "affine:5", "leaky_relu", "affine:3"],
+    "leaky": ["leaky_relu", "affine:3"],
+    "smooth-rest": ["relu", "affine:3", "tanh", "affine:2"],
+}
+
+
+@pytest.mark.parametrize("name", list(RELU_FIRST))
+@pytest.mark.parametrize("output", ["logit", "probability", "log_probability"])
+def test_relu_first_quadrature_matches_naive(rng, name, output):
+    n_in = 5
+    head, ref = _head(rng, n_in, RELU_FIRST[name])
+    n = 4
+    Z = rng.normal(size=(n, n_in)) * 2
+    Zb = np.vstack([rng.normal(size=n_in), np.zeros(n_in)])
+    Z[0, 1] = Zb[0, 1]  # a unit that does not move (Δz = 0)
+    Z[1, 2], Zb[0, 2] = 1.0, -1.0  # crosses exactly at α = 0.5, a node of the even rules
+    bidx = np.array([0, 0, 1, 0])
+    C = head.n_out
+    targets = np.stack([np.arange(2) % C, (np.arange(2) + 1) % C, [0, 0], [C - 1, 0]])
+    L = head.layers
+    rest = np.ascontiguousarray(L[2:])
+    n_acts = int(rest[0, 1] + rest[:, 2].sum()) if rest.shape[0] else 0
+    width = int(max(rest[:, 1].max(), rest[:, 2].max())) if rest.shape[0] else 0
+    for method, steps in [("gausslegendre", 9), ("riemann_trapezoid", 5), ("trapezoid", 3)]:
+        a, w = quadrature(method, steps)
+        got = k.ig_quadrature_relu_first(
+            L, head.params, rest, Z, Zb, bidx, targets, output_mode(output), a, w, n_acts, width
+        )
+        want = naive_quadrature(ref, Z, Zb, bidx, targets, output, a, w)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["linear", "relu", "deep", "one-unit"])
 @pytest.mark.parametrize("output", ["logit", "probability", "log_probability"])
 def test_exact_matches_naive(rng, name, output):
@@ -178,11 +212,27 @@ def test_same_result_on_one_and_two_threads(rng):
             q = k.ig_quadrature(
                 head.layers, head.params, Z, Zb, bidx, targets, 1, a, w, head.n_acts, head.width
             )
-            results.append((e, q))
+            rest = np.ascontiguousarray(head.layers[2:])
+            q2 = k.ig_quadrature_relu_first(
+                head.layers,
+                head.params,
+                rest,
+                Z,
+                Zb,
+                bidx,
+                targets,
+                1,
+                a,
+                w,
+                int(rest[0, 1] + rest[:, 2].sum()),
+                int(rest[:, 1:3].max()),
+            )
+            results.append((e, q, q2))
     finally:
         numba.set_num_threads(before)
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+    for x1, x2 in zip(results[0], results[1]):
+        np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_allclose(results[0][2], results[0][1], rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 200])
@@ -217,6 +267,7 @@ def test_kernels_are_cached():
     for fn in (
         k.ig_exact,
         k.ig_quadrature,
+        k.ig_quadrature_relu_first,
         k.gauss_legendre,
         k.accumulate_attributions,
         k.normalize_rows,

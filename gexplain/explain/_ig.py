@@ -171,6 +171,37 @@ def resolve_settings(
 # ----------------------------------------------------------------------------- H-space integral
 
 
+def _quadrature_kernel(
+    head: Any,
+    Z: np.ndarray,
+    Zb: np.ndarray,
+    bidx: np.ndarray,
+    targets: np.ndarray,
+    mode: int,
+    a: np.ndarray,
+    w: np.ndarray,
+) -> np.ndarray:
+    """Run the quadrature kernel, using the ReLU-first shortcut when the head allows it."""
+    from ..kernels.head import OP_AFFINE, OP_LEAKY, OP_RELU
+
+    L = head.layers
+    if (
+        L.shape[0] >= 2
+        and int(L[0, 0]) in (OP_RELU, OP_LEAKY)
+        and int(L[1, 0]) == OP_AFFINE
+        and np.all(np.diff(a) >= 0)
+    ):
+        rest = np.ascontiguousarray(L[2:])
+        n_acts = int(rest[0, 1] + rest[:, 2].sum()) if rest.shape[0] else 0
+        width = int(max(rest[:, 1].max(), rest[:, 2].max())) if rest.shape[0] else 0
+        return _k.ig_quadrature_relu_first(
+            L, head.params, rest, Z, Zb, bidx, targets, mode, a, w, n_acts, width
+        )
+    return _k.ig_quadrature(
+        L, head.params, Z, Zb, bidx, targets, mode, a, w, head.n_acts, head.width
+    )
+
+
 def _exact_nodes() -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(EXACT_GL_NODES)
     return 0.5 * (1.0 + x), 0.5 * w
@@ -236,24 +267,12 @@ def integrate(
         bad = np.flatnonzero(segs < 0)
         if bad.size:  # pragma: no cover - pathological heads only
             a, w = quadrature("gausslegendre", 2048)
-            gbar[bad] = _k.ig_quadrature(
-                h.layers,
-                h.params,
-                Z[bad],
-                Zb,
-                bidx[bad],
-                targets[bad],
-                mode,
-                a,
-                w,
-                h.n_acts,
-                h.width,
-            )
+            gbar[bad] = _quadrature_kernel(h, Z[bad], Zb, bidx[bad], targets[bad], mode, a, w)
             segs[bad] = 2048
         return gbar, segs
     n = settings.steps or DEFAULT_STEPS
     a, w = quadrature(settings.method, n)
-    gbar = _k.ig_quadrature(h.layers, h.params, Z, Zb, bidx, targets, mode, a, w, h.n_acts, h.width)
+    gbar = _quadrature_kernel(h, Z, Zb, bidx, targets, mode, a, w)
     used = np.full(Z.shape[0], n, dtype=np.int64)
     if not settings.adaptive:
         return gbar, used
@@ -269,19 +288,7 @@ def integrate(
             break
         n *= 2
         a, w = quadrature(settings.method, n)
-        gbar[todo] = _k.ig_quadrature(
-            h.layers,
-            h.params,
-            Z[todo],
-            Zb,
-            bidx[todo],
-            targets[todo],
-            mode,
-            a,
-            w,
-            h.n_acts,
-            h.width,
-        )
+        gbar[todo] = _quadrature_kernel(h, Z[todo], Zb, bidx[todo], targets[todo], mode, a, w)
         used[todo] = n
     return gbar, used
 
