@@ -17,7 +17,7 @@ from ._onnx import Compiled, compile_graph, reference_graph
 ModelLike = "str | os.PathLike[str] | onnx.ModelProto | CompiledModel"
 
 #: Rows per onnxruntime run.
-_ORT_ROWS = 256
+_ORT_ROWS = 64
 
 
 def _threads() -> int:
