@@ -16,11 +16,13 @@ a *column map* saying what to do with each field of a line:
 Numbers are decimal floats (``12``, ``-3.5``, ``.5``, ``1e-3``, ``7.E2``).
 Missing-value tokens (empty, ``NA``, ``NaN``, ``N/A``, ``null``, any case)
 become NaN and infinities (``inf``, ``-Infinity``, any case) ±inf; both are
-counted per line as *non-finite* so the reader can apply its NaN policy. Other
-tokens are errors. Values with at most 19 significant digits and a decimal
-exponent within ±22 are converted with one correctly rounded float64 operation
-(then rounded to float32, exactly like ``numpy.float32(float(token))``); other
-values are within a few float64 ulps before the float32 rounding.
+counted per line as *non-finite* so the reader can apply its NaN policy. Spaces
+around a number are ignored. Other tokens are errors. A value whose digits fit
+in 15 significant digits (mantissa ≤ 2**53) with a decimal exponent within ±22
+(``12.3456``, ``-0.000123``, ``4.5e-7``) is converted with one correctly rounded
+float64 operation, then rounded to float32: exactly ``numpy.float32(float(token))``.
+Longer mantissas or larger exponents are within a few float64 ulps before the
+float32 rounding (so at most one float32 ulp away).
 
 Per-line status codes (``err``): :data:`OK`, :data:`TOO_FEW`, :data:`TOO_MANY`
 (with the 0-based field count / index in ``err_field``), :data:`BAD_NUMBER`

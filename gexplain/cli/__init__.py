@@ -20,6 +20,8 @@ from ..errors import GexplainError
 # name -> "module:attribute"; the help line is taken from the command itself.
 COMMANDS: dict[str, str] = {
     "info": "gexplain.cli.info:info",
+    "import": "gexplain.cli.io:import_group",
+    "export": "gexplain.cli.io:export_group",
 }
 
 

@@ -33,7 +33,8 @@ class NanPolicy:
 
     @classmethod
     def parse(cls, spec: NanOption | NanPolicy) -> NanPolicy:
-        """Read ``"error"``, ``"drop-genes"``, ``"fill=0"`` / ``"fill:0"`` / ``"fill 0"`` or a float."""
+        """Read ``"error"``, ``"drop-genes"``, ``"fill"`` (with 0), ``"fill=VALUE"`` (also
+        ``fill:VALUE``, ``fill VALUE``) or a float (fill with it)."""
         if isinstance(spec, NanPolicy):
             return spec
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
@@ -41,6 +42,8 @@ class NanPolicy:
         text = str(spec).strip().lower()
         if text in ("error", "drop-genes"):
             return cls(text)
+        if text == "fill":
+            return cls("fill", 0.0)
         for sep in ("=", ":", " "):
             if text.startswith("fill" + sep):
                 try:

@@ -11,8 +11,9 @@ import numpy as np
 
 from .._progress import progress
 from ..errors import InputError
+from . import _text
 from ._common import NanTally, Target
-from ._text import BLOCK_BYTES, LineParser, count_data_lines
+from ._text import LineParser, count_data_lines
 
 
 @dataclass
@@ -42,13 +43,14 @@ def stream_gene_rows(
     tally: NanTally,
     quiet: bool | None,
     desc: str,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> RowsResult:
     """Parse a genes × samples text matrix into ``target`` (samples × genes), transposing.
 
     Line ``i`` of the data becomes column ``i`` of ``target.expression``. Genes
     with NaN/inf are recorded in ``tally`` (``drop-genes``), filled, or raise.
     """
+    block_bytes = int(block_bytes or _text.BLOCK_BYTES)
     parser = LineParser(
         path,
         start,
@@ -111,13 +113,14 @@ def stream_sample_rows(
     tally: NanTally,
     quiet: bool | None,
     desc: str,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> RowsResult:
     """Parse a samples × genes text matrix into ``target`` (rows written as they come).
 
     Genes (columns) with NaN/inf are recorded in ``tally`` (``drop-genes``),
     filled, or raise.
     """
+    block_bytes = int(block_bytes or _text.BLOCK_BYTES)
     parser = LineParser(
         path,
         start,

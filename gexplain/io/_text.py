@@ -200,7 +200,7 @@ class LineParser:
         field_names: Sequence[str] | None = None,
         source: Path | None = None,
         n_expected: int | None = None,
-        block_bytes: int = BLOCK_BYTES,
+        block_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.start = start
@@ -213,7 +213,7 @@ class LineParser:
         self.n_out = int(self.colmap.max(initial=-1)) + 1
         self.n_text = int((-2 - self.colmap[self.colmap <= -2]).max(initial=-1)) + 1
         self.n_expected = n_expected
-        self.block_bytes = block_bytes
+        self.block_bytes = int(block_bytes or BLOCK_BYTES)
 
     # ---------------------------------------------------------------- errors
     def _field_label(self, field: int) -> str:
