@@ -20,6 +20,10 @@ TORCH_FREE_MODULES = [
     "gexplain.kernels.head",
     "gexplain.modelmeta",
     "gexplain.cli",
+    "gexplain.cli.io",
+    "gexplain.io",
+    "gexplain.io.tcga",
+    "gexplain.kernels.parse",
 ]
 
 

@@ -399,8 +399,16 @@ def read_gdc(
         raise InputError("not found", path=src)
     sheet, names = read_sample_sheet(sheet_path, id_column)
     id_col = _snake(id_column)
-    samples = sheet.rename({id_col: "sample_id"}) if id_col != "sample_id" else sheet
+    samples = sheet
+    if id_col != "sample_id":
+        # keyed by another column (e.g. File ID): the sheet's Sample ID stays as gdc_sample_id
+        if "sample_id" in samples.columns:
+            samples = samples.rename({"sample_id": "gdc_sample_id"})
+        samples = samples.with_columns(pl.col(id_col).alias("sample_id")).select(
+            "sample_id", pl.exclude("sample_id")
+        )
     sid = samples["sample_id"]
+    barcode_ids = samples["gdc_sample_id" if "gdc_sample_id" in samples.columns else "sample_id"]
     if sid.null_count():
         line = int(np.flatnonzero(sid.is_null().to_numpy())[0]) + 2
         raise InputError(f"empty {id_column!r}", path=sheet_path, line=line)
@@ -413,8 +421,8 @@ def read_gdc(
             path=sheet_path,
             line=int(rows[1]) + 2,
         )
-    if tcga.all_barcodes(sid):
-        bar = tcga.barcode_table(sid)
+    if tcga.all_barcodes(barcode_ids):
+        bar = tcga.barcode_table(barcode_ids)
         samples = pl.concat(
             [samples, bar.select([c for c in bar.columns if c not in samples.columns])],
             how="horizontal",
@@ -422,7 +430,7 @@ def read_gdc(
     codes = tcga.normalize_codes(sample_types)
     if codes is not None:
         if "sample_type_code" not in samples.columns:
-            raise InputError(f"sample_types needs TCGA barcodes in {id_column!r}", path=sheet_path)
+            raise InputError("sample_types needs TCGA barcodes in 'Sample ID'", path=sheet_path)
         samples = samples.filter(pl.col("sample_type_code").is_in(codes))
         if samples.height == 0:
             raise InputError("no sample of the requested sample types", path=sheet_path)
