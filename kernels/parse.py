@@ -146,7 +146,7 @@ def _special(buf, p, e):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scale(mant, exp10):
     """``mant * 10**exp10`` in float64 (correctly rounded in the fast range)."""
     v = float(mant)
@@ -164,7 +164,7 @@ def _scale(mant, exp10):
     return v / 10.0 ** (-exp10)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _parse_number(buf, p, lend, delim):
     """Parse the field starting at ``p``; returns (value, end, status).
 
@@ -185,7 +185,7 @@ def _parse_number(buf, p, lend, delim):
     nd = 0
     exp10 = 0
     digits = False
-    while i < lend:
+    while True:  # the line end (not a digit) stops the scan
         c = buf[i]
         if c < 48 or c > 57:
             break
@@ -199,7 +199,7 @@ def _parse_number(buf, p, lend, delim):
         i += 1
     if i < lend and buf[i] == 46:  # '.'
         i += 1
-        while i < lend:
+        while True:
             c = buf[i]
             if c < 48 or c > 57:
                 break
@@ -375,3 +375,32 @@ def first_id_mismatch(buf, starts, ends, ref, ref_offsets):
     if n_ids != n_ref:
         return m
     return -1
+
+
+@njit(cache=True, parallel=True)
+def transpose_into(src, dst, col0):
+    """``dst[:, col0:col0 + len(src)] = src.T``, in cache-sized tiles, in place.
+
+    Moves a block of parsed gene lines (genes × samples) into the samples ×
+    genes matrix. Threads own disjoint row tiles of ``dst``.
+
+    Parameters
+    ----------
+    src : float32[:, :]
+        ``b × n`` block.
+    dst : float32[:, :]
+        ``n × G`` destination (e.g. a memory-mapped cohort matrix), ``G >= col0 + b``.
+    col0 : int
+        First destination column.
+    """
+    b, n = src.shape
+    tile = 64
+    n_tiles = (n + tile - 1) // tile
+    for t in prange(n_tiles):
+        i0 = t * tile
+        i1 = min(i0 + tile, n)
+        for j0 in range(0, b, tile):
+            j1 = min(j0 + tile, b)
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    dst[i, col0 + j] = src[j, i]

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._progress import progress
 from ..errors import InputError
+from ..kernels import parse as K
 from . import _text
 from ._common import NanTally, Target
 from ._text import LineParser, count_data_lines
@@ -66,7 +67,7 @@ def stream_gene_rows(
     texts: list[list[str]] = [[] for _ in range(n_text)]
     line_numbers: list[np.ndarray] = []
     g = 0
-    x = target.expression
+    x = np.asarray(target.expression)
     bar = progress(
         parser, total=_blocks_total(path, start, block_bytes), desc=desc, quiet=quiet, unit="block"
     )
@@ -88,7 +89,7 @@ def stream_gene_rows(
                 tally.fill(vals)
             else:
                 tally.bad_genes.update(int(g + r) for r in rows)
-        x[:, g : g + b] = vals.T
+        K.transpose_into(vals, x, g)
         for k in range(n_text):
             texts[k].extend(block.texts(k))
         line_numbers.append(block.first_line + np.arange(b))
