@@ -49,9 +49,13 @@ _POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)
 _MAX_EXACT = float(2**53)
 
 
-@njit(cache=True, parallel=True)
-def find_line_starts(buf, n, n_segments):
+@njit(cache=True)
+def find_line_starts(buf, n):
     """Start offsets of the lines in ``buf[:n]`` (which ends with ``\\n``).
+
+    Serial on purpose: a plain count of ``\\n`` per 4 KiB chunk vectorises
+    (several GB/s on one core, faster than a parallel loop here); only chunks
+    holding a line end are scanned again to record the offsets.
 
     Parameters
     ----------
@@ -59,8 +63,6 @@ def find_line_starts(buf, n, n_segments):
         Bytes; ``buf[n - 1]`` must be ``\\n`` (``n == 0`` gives no lines).
     n : int
         Number of valid bytes.
-    n_segments : int
-        Work split for the parallel count (any value >= 1 gives the same result).
 
     Returns
     -------
@@ -69,31 +71,29 @@ def find_line_starts(buf, n, n_segments):
     """
     if n <= 0:
         return np.empty(0, dtype=np.int64)
-    n_seg = max(1, min(n_segments, n))
-    bounds = np.empty(n_seg + 1, dtype=np.int64)
-    for s in range(n_seg + 1):
-        bounds[s] = (n * s) // n_seg
-    counts = np.zeros(n_seg, dtype=np.int64)
-    for s in prange(n_seg):
+    chunk = 4096
+    last = n - 1  # the final '\\n' ends the last line and starts none
+    n_chunks = (last + chunk - 1) // chunk
+    counts = np.zeros(max(n_chunks, 1), dtype=np.int64)
+    total = 0
+    for k in range(n_chunks):
         c = 0
-        for i in range(bounds[s], bounds[s + 1]):
-            c += buf[i] == 10
-        counts[s] = c
-    # line 0 starts at 0; line k + 1 starts after the k-th '\n' (the last '\n' ends the block)
-    first = np.empty(n_seg + 1, dtype=np.int64)
-    first[0] = 1
-    for s in range(n_seg):
-        first[s + 1] = first[s] + counts[s]
-    n_lines = first[n_seg] - 1
-    starts = np.empty(n_lines + 1, dtype=np.int64)
-    starts[0] = 0
-    for s in prange(n_seg):
-        k = first[s]
-        for i in range(bounds[s], bounds[s + 1]):
+        for i in range(k * chunk, min((k + 1) * chunk, last)):
             if buf[i] == 10:
-                starts[k] = i + 1
-                k += 1
-    return starts[:n_lines]
+                c += 1
+        counts[k] = c
+        total += c
+    starts = np.empty(total + 1, dtype=np.int64)
+    starts[0] = 0
+    j = 1
+    for k in range(n_chunks):
+        if counts[k] == 0:
+            continue
+        for i in range(k * chunk, min((k + 1) * chunk, last)):
+            if buf[i] == 10:
+                starts[j] = i + 1
+                j += 1
+    return starts
 
 
 @njit(cache=True, inline="always")
@@ -404,3 +404,13 @@ def transpose_into(src, dst, col0):
             for i in range(i0, i1):
                 for j in range(j0, j1):
                     dst[i, col0 + j] = src[j, i]
+
+
+@njit(cache=True)
+def count_byte(buf, n, byte):
+    """Number of occurrences of ``byte`` in ``buf[:n]`` (vectorised serial loop)."""
+    c = 0
+    for i in range(n):
+        if buf[i] == byte:
+            c += 1
+    return c

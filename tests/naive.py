@@ -138,3 +138,8 @@ def transpose_into(src: np.ndarray, dst: np.ndarray, col0: int) -> None:
     for j in range(src.shape[0]):
         for i in range(src.shape[1]):
             dst[i, col0 + j] = src[j, i]
+
+
+def count_byte(buf: np.ndarray, n: int, byte: int) -> int:
+    """Reference for ``kernels.parse.count_byte``."""
+    return bytes(buf[:n]).count(bytes([byte]))

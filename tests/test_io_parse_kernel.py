@@ -10,13 +10,14 @@ import numba
 import numpy as np
 import pytest
 from gexplain.kernels import parse as K
+from naive import count_byte as naive_count_byte
 from naive import parse_lines as naive_parse
 from naive import transpose_into as naive_transpose
 
 
-def _run(data: bytes, delim: str, colmap: np.ndarray, segments: int = 7) -> dict:
+def _run(data: bytes, delim: str, colmap: np.ndarray) -> dict:
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts = K.find_line_starts(buf, len(buf), segments)
+    starts = K.find_line_starts(buf, len(buf))
     n = len(starts)
     n_out = int(colmap.max(initial=-1)) + 1
     n_text = int((-2 - colmap[colmap <= -2]).max(initial=-1)) + 1
@@ -110,16 +111,25 @@ def test_matches_naive_with_errors_skips_and_text_slots():
     assert {1, 2, 3, 4} <= set(got["err"].tolist())  # every error kind occurred
 
 
-def test_line_starts_do_not_depend_on_segments():
-    rng = np.random.default_rng(5)
-    data = _random_text(rng, 50, 4, "\t")
+@pytest.mark.parametrize("line_len", [1, 5, 4095, 4096, 4097, 9000])
+def test_line_starts_match_naive_across_chunk_edges(line_len):
+    rng = np.random.default_rng(line_len)
+    lines = [b"x" * int(rng.integers(0, line_len + 1)) for _ in range(30)]
+    data = b"\n".join(lines) + b"\n"
     buf = np.frombuffer(data, dtype=np.uint8)
     ref = np.array([0] + [i + 1 for i, c in enumerate(data[:-1]) if c == 10])
-    for seg in (1, 2, 3, 16, 1000, len(data) + 5):
-        np.testing.assert_array_equal(K.find_line_starts(buf, len(buf), seg), ref)
-    assert len(K.find_line_starts(buf, 0, 4)) == 0
+    np.testing.assert_array_equal(K.find_line_starts(buf, len(buf)), ref)
+    # a prefix that ends at a line end
+    cut = int(ref[len(ref) // 2])
+    np.testing.assert_array_equal(K.find_line_starts(buf, cut), ref[: len(ref) // 2])
+
+
+def test_line_starts_edge_cases():
+    assert len(K.find_line_starts(np.zeros(0, dtype=np.uint8), 0)) == 0
     one = np.frombuffer(b"\n", dtype=np.uint8)
-    np.testing.assert_array_equal(K.find_line_starts(one, 1, 4), [0])
+    np.testing.assert_array_equal(K.find_line_starts(one, 1), [0])
+    two = np.frombuffer(b"\n\n", dtype=np.uint8)
+    np.testing.assert_array_equal(K.find_line_starts(two, 2), [0, 1])
 
 
 def test_values_equal_float_then_float32_for_short_mantissas():
@@ -214,7 +224,7 @@ def test_kernels_load_from_the_cache_in_a_new_process():
         import numpy as np
         from gexplain.kernels import parse as K
         buf = np.frombuffer(b"g\\t1.5\\n", dtype=np.uint8)
-        st = K.find_line_starts(buf, 5, 2)
+        st = K.find_line_starts(buf, 5)
         z = np.zeros((1, 1), np.int64)
         o = np.zeros((1, 1), np.float32)
         e = np.zeros(1, np.int8)
@@ -222,7 +232,9 @@ def test_kernels_load_from_the_cache_in_a_new_process():
         K.parse_lines(buf, st, 5, 9, np.array([-2, 0]), o, z, z.copy(), e, i, i.copy(), i.copy())
         K.first_id_mismatch(buf, i, i.copy(), buf, np.zeros(2, np.int64))
         K.transpose_into(o, o.copy(), 0)
-        for f in (K.find_line_starts, K.parse_lines, K.first_id_mismatch, K.transpose_into):
+        K.count_byte(buf, 5, 10)
+        for f in (K.find_line_starts, K.parse_lines, K.first_id_mismatch, K.transpose_into,
+                  K.count_byte):
             print(f.__name__, sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
         """
     )
@@ -244,3 +256,11 @@ def test_transpose_into_matches_naive(b, n, g, col0):
     naive_transpose(src, ref, col0)
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(got[:, col0 : col0 + b], src.T)
+
+
+def test_count_byte_matches_naive():
+    rng = np.random.default_rng(4)
+    buf = rng.integers(0, 20, size=10_001).astype(np.uint8)
+    for n in (0, 1, 17, 10_001):
+        for byte in (10, 0, 19, 255):
+            assert K.count_byte(buf, n, byte) == naive_count_byte(buf, n, byte)

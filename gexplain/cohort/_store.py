@@ -268,7 +268,9 @@ class CohortWriter:
 
         if samples.height != self.n_samples:
             raise ValueError(f"samples table has {samples.height} rows, expected {self.n_samples}")
-        self.expression.flush()
+        # No msync here: unmapping leaves the written pages in the page cache, which
+        # every reader sees and the OS writes back. A synchronous flush would wait
+        # for the disk (seconds for a GB matrix) while no other output is fsynced.
         del self.expression
         # validate tables the same way an in-memory cohort would be
         samples, genes = Cohort._validate_tables(samples, self.genes, self.n_samples, self.n_genes)

@@ -202,7 +202,7 @@ class _StarFile:
             raise InputError("no gene lines", path=where, line=line_no_first)
         body = np.frombuffer(rest + b"\n", dtype=np.uint8)
         n = len(body)
-        starts = K.find_line_starts(body, n, 16)
+        starts = K.find_line_starts(body, n)
         m = len(starts)
         colmap = np.full(len(header), -1, dtype=np.int64)
         colmap[0] = -2

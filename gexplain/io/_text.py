@@ -23,7 +23,6 @@ from ..errors import InputError
 from ..kernels import parse as K
 
 BLOCK_BYTES = 32 * 2**20
-_SEGMENTS = 64
 
 NAN_TOKENS = ("", "NA", "NaN", "N/A", "null")
 
@@ -122,10 +121,14 @@ def count_data_lines(path: Path, start: int) -> int:
     if start >= size:
         return 0
     newlines = 0
-    with open(path, "rb") as f:
+    buf = bytearray(min(16 * 2**20, size - start))
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
-        while chunk := f.read(16 * 2**20):
-            newlines += chunk.count(b"\n")
+        view = memoryview(buf)
+        while got := f.readinto(view):
+            newlines += int(K.count_byte(arr, got, 10))
+        view.release()
         tail_len = min(size - start, 1 << 16)
         f.seek(size - tail_len)
         tail = f.read(tail_len)
@@ -247,7 +250,7 @@ class LineParser:
 
     # ---------------------------------------------------------------- blocks
     def _parse(self, arr: np.ndarray, n: int, line_no: int) -> Block:
-        starts = K.find_line_starts(arr, n, _SEGMENTS)
+        starts = K.find_line_starts(arr, n)
         n_lines = len(starts)
         out = np.empty((n_lines, max(self.n_out, 0)), dtype=np.float32)
         ts = np.zeros((n_lines, self.n_text), dtype=np.int64)
