@@ -50,6 +50,16 @@ _MAX_EXACT = float(2**53)
 
 
 @njit(cache=True)
+def _count_newlines(a):
+    # a loop over a whole (sliced) array vectorises; one with computed bounds does not
+    c = 0
+    for i in range(a.shape[0]):
+        if a[i] == 10:
+            c += 1
+    return c
+
+
+@njit(cache=True)
 def find_line_starts(buf, n):
     """Start offsets of the lines in ``buf[:n]`` (which ends with ``\\n``).
 
@@ -77,10 +87,7 @@ def find_line_starts(buf, n):
     counts = np.zeros(max(n_chunks, 1), dtype=np.int64)
     total = 0
     for k in range(n_chunks):
-        c = 0
-        for i in range(k * chunk, min((k + 1) * chunk, last)):
-            if buf[i] == 10:
-                c += 1
+        c = _count_newlines(buf[k * chunk : min((k + 1) * chunk, last)])
         counts[k] = c
         total += c
     starts = np.empty(total + 1, dtype=np.int64)
