@@ -14,10 +14,14 @@ and prints medians, the speed ratio and peak RSS relative to the float32
 matrix. Finally it times ``Cohort.load`` of the stored cohort and checks that
 the loaded matrix is a memory map (no copy) equal to pandas' values.
 
+With ``--gdc N`` it also writes N GDC STAR-Counts files (60,660 genes each, a
+folder plus sample sheet) and times ``gexplain import gdc`` on them.
+
 Usage::
 
     python benchmarks/bench_import.py            # 20,000 genes × 11,000 samples
     python benchmarks/bench_import.py --quick    # 20,000 genes × 2,000 samples
+    python benchmarks/bench_import.py --quick --gdc 500
 """
 
 from __future__ import annotations
@@ -111,6 +115,56 @@ def make_matrix(path: Path, n_genes: int, n_samples: int, seed: int = 0) -> None
     os.replace(tmp, path)
 
 
+def make_gdc(folder: Path, n_files: int, n_genes: int = 60_660, seed: int = 1) -> Path:
+    """N STAR-Counts files under ``folder/FILE_ID/`` and a sample sheet; returns the sheet."""
+    sheet = folder / "gdc_sample_sheet.tsv"
+    if sheet.exists():
+        return sheet
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"ENSG{j:011d}.{j % 20 + 1}" for j in range(n_genes)]
+    head = (
+        "# gene-model: GENCODE v36\n"
+        + "\t".join(
+            [
+                "gene_id",
+                "gene_name",
+                "gene_type",
+                "unstranded",
+                "stranded_first",
+                "stranded_second",
+                "tpm_unstranded",
+                "fpkm_unstranded",
+                "fpkm_uq_unstranded",
+            ]
+        )
+        + "\n"
+        + "".join(
+            f"{q}\t\t\t{k}\t{k}\t{k}\t\t\t\n"
+            for k, q in enumerate(["N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"])
+        )
+    )
+    rows = [
+        "File ID\tFile Name\tData Category\tData Type\tProject ID\tCase ID\tSample ID\tSample Type"
+    ]
+    for i in range(n_files):
+        counts = rng.negative_binomial(2, 0.01, size=n_genes)
+        body = "".join(
+            f"{g}\tG{j}\tprotein_coding\t{c}\t{c // 2}\t{c - c // 2}\t1.0\t1.0\t1.0\n"
+            for j, (g, c) in enumerate(zip(ids, counts))
+        )
+        fid = f"{i:08x}-0000-4000-8000-000000000000"
+        name = f"{i:08x}.rna_seq.augmented_star_gene_counts.tsv"
+        (folder / fid).mkdir(exist_ok=True)
+        (folder / fid / name).write_text(head + body)
+        rows.append(
+            f"{fid}\t{name}\tTranscriptome Profiling\tGene Expression Quantification\t"
+            f"TCGA-P{i % 5}\tTCGA-AA-{i:04X}\tTCGA-AA-{i:04X}-01A\tPrimary Tumor"
+        )
+    sheet.write_text("\n".join(rows) + "\n")
+    return sheet
+
+
 # ---------------------------------------------------------------------------- runs
 def _measure(cmd: list[str]) -> dict:
     r = subprocess.run(
@@ -137,6 +191,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None, help="runs per tool (median)")
     ap.add_argument("--no-pandas", action="store_true", help="skip the pandas anchor")
+    ap.add_argument("--gdc", type=int, default=0, metavar="N", help="also time N GDC files")
     args = ap.parse_args()
     n_samples = args.samples or (2_000 if args.quick else 11_000)
     repeats = args.repeats or (3 if args.quick else 1)
@@ -228,6 +283,35 @@ def main() -> None:
     assert list(ref.index) == c.sample_ids[: len(ref.index)]
     np.testing.assert_array_equal(x[:, :40], ref.to_numpy(dtype=np.float32))
     print("values equal pandas' (first 40 genes, all samples)")
+    if args.gdc:
+        folder = OUT / f"gdc_{args.gdc}"
+        t = time.perf_counter()
+        sheet = make_gdc(folder, args.gdc)
+        print(f"{args.gdc} GDC STAR files ready in {time.perf_counter() - t:.1f} s")
+        runs = [
+            _measure(
+                [
+                    *gexplain,
+                    "import",
+                    "gdc",
+                    str(folder),
+                    "--sample-sheet",
+                    str(sheet),
+                    "--out",
+                    str(OUT / "cohort_gdc"),
+                    "--overwrite",
+                    "--quiet",
+                ]
+            )
+            for _ in range(repeats)
+        ]
+        t_gdc = statistics.median(r["wall"] for r in runs)
+        rss_gdc = max(r["maxrss_kb"] for r in runs) / 1e3
+        print(
+            f"gexplain import gdc    {t_gdc:8.2f} s   ({t_gdc / args.gdc * 1e3:.1f} ms per file, "
+            f"peak RSS {rss_gdc:.0f} MB)"
+        )
+        result.update(gdc_files=args.gdc, gdc_s=round(t_gdc, 2), gdc_peak_rss_mb=round(rss_gdc))
     print(json.dumps(result))
 
 

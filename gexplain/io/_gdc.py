@@ -197,10 +197,16 @@ class _StarFile:
         if header is None:
             raise InputError("no header line", path=where)
         line_no_first = line_no if pos < len(data) else line_no + 1
-        rest = data[pos:].rstrip(b"\r\n")
-        if not rest:
+        end = len(data)  # drop trailing line ends without copying the 4 MB body
+        while end > pos and data[end - 1] in (10, 13):
+            end -= 1
+        if end <= pos:
             raise InputError("no gene lines", path=where, line=line_no_first)
-        body = np.frombuffer(rest + b"\n", dtype=np.uint8)
+        nl = data.find(b"\n", end)
+        if nl < 0:  # no final line end: add one (copy)
+            body = np.frombuffer(data[pos:end] + b"\n", dtype=np.uint8)
+        else:
+            body = np.frombuffer(data, dtype=np.uint8)[pos : nl + 1]
         n = len(body)
         starts = K.find_line_starts(body, n)
         m = len(starts)
