@@ -47,6 +47,7 @@ _BAD = 2
 
 _POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)
 _MAX_EXACT = float(2**53)
+_FAST_LIMIT = 10**17
 
 
 @njit(cache=True)
@@ -176,7 +177,46 @@ def _parse_number(buf, p, lend, delim):
     """Parse the field starting at ``p``; returns (value, end, status).
 
     ``end`` is the offset of the delimiter that ends the field, or ``lend``.
+    Plain decimals of at most 15 digits (``-12.345``, the bulk of expression
+    files) take a short path; anything else goes to :func:`_parse_general`,
+    which gives the same value for them.
     """
+    i = p
+    neg = buf[i] == 45
+    if neg:
+        i += 1
+    mant = 0
+    start = i
+    while True:  # the line end (not a digit) stops the scans
+        d = np.int64(buf[i]) - 48
+        if d < 0 or d > 9:
+            break
+        if mant < _FAST_LIMIT:  # more digits go to the general path anyway
+            mant = mant * 10 + d
+        i += 1
+    nint = i - start
+    nfrac = 0
+    if buf[i] == 46:  # '.'
+        i += 1
+        fs = i
+        while True:
+            d = np.int64(buf[i]) - 48
+            if d < 0 or d > 9:
+                break
+            if mant < _FAST_LIMIT:
+                mant = mant * 10 + d
+            i += 1
+        nfrac = i - fs
+    nd = nint + nfrac
+    if 0 < nd <= 15 and (i == lend or buf[i] == delim):
+        v = float(mant) / _POW10[nfrac]
+        return np.float32(-v if neg else v), i, _FINITE
+    return _parse_general(buf, p, lend, delim)
+
+
+@njit(cache=True, inline="always")
+def _parse_general(buf, p, lend, delim):
+    """Any number, NA/NaN/inf token or bad token; same contract as :func:`_parse_number`."""
     i = p
     while i < lend and buf[i] == 32 and delim != 32:  # leading spaces
         i += 1
