@@ -424,35 +424,6 @@ def first_id_mismatch(buf, starts, ends, ref, ref_offsets):
     return -1
 
 
-@njit(cache=True, parallel=True)
-def transpose_into(src, dst, col0):
-    """``dst[:, col0:col0 + len(src)] = src.T``, in cache-sized tiles, in place.
-
-    Moves a block of parsed gene lines (genes × samples) into the samples ×
-    genes matrix. Threads own disjoint row tiles of ``dst``.
-
-    Parameters
-    ----------
-    src : float32[:, :]
-        ``b × n`` block.
-    dst : float32[:, :]
-        ``n × G`` destination (e.g. a memory-mapped cohort matrix), ``G >= col0 + b``.
-    col0 : int
-        First destination column.
-    """
-    b, n = src.shape
-    tile = 64
-    n_tiles = (n + tile - 1) // tile
-    for t in prange(n_tiles):
-        i0 = t * tile
-        i1 = min(i0 + tile, n)
-        for j0 in range(0, b, tile):
-            j1 = min(j0 + tile, b)
-            for i in range(i0, i1):
-                for j in range(j0, j1):
-                    dst[i, col0 + j] = src[j, i]
-
-
 @njit(cache=True)
 def count_byte(buf, n, byte):
     """Number of occurrences of ``byte`` in ``buf[:n]`` (vectorised serial loop)."""

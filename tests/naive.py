@@ -133,13 +133,6 @@ def read_matrix_tsv(path, delim: str = "\t") -> tuple[list[str], list[str], np.n
     return samples, genes, values.astype(np.float32)
 
 
-def transpose_into(src: np.ndarray, dst: np.ndarray, col0: int) -> None:
-    """Reference for ``kernels.parse.transpose_into``."""
-    for j in range(src.shape[0]):
-        for i in range(src.shape[1]):
-            dst[i, col0 + j] = src[j, i]
-
-
 def count_byte(buf: np.ndarray, n: int, byte: int) -> int:
     """Reference for ``kernels.parse.count_byte``."""
     return bytes(buf[:n]).count(bytes([byte]))

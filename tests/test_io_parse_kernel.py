@@ -12,7 +12,6 @@ import pytest
 from gexplain.kernels import parse as K
 from naive import count_byte as naive_count_byte
 from naive import parse_lines as naive_parse
-from naive import transpose_into as naive_transpose
 
 
 def _run(data: bytes, delim: str, colmap: np.ndarray) -> dict:
@@ -231,9 +230,8 @@ def test_kernels_load_from_the_cache_in_a_new_process():
         i = np.zeros(1, np.int64)
         K.parse_lines(buf, st, 5, 9, np.array([-2, 0]), o, z, z.copy(), e, i, i.copy(), i.copy())
         K.first_id_mismatch(buf, i, i.copy(), buf, np.zeros(2, np.int64))
-        K.transpose_into(o, o.copy(), 0)
         K.count_byte(buf, 5, 10)
-        for f in (K.find_line_starts, K.parse_lines, K.first_id_mismatch, K.transpose_into,
+        for f in (K.find_line_starts, K.parse_lines, K.first_id_mismatch,
                   K.count_byte):
             print(f.__name__, sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
         """
@@ -244,18 +242,6 @@ def test_kernels_load_from_the_cache_in_a_new_process():
     for line in out.stdout.split("\n")[:-1]:
         _name, hits, misses = line.split()
         assert int(hits) >= 1 and int(misses) == 0, line
-
-
-@pytest.mark.parametrize("b,n,g,col0", [(1, 1, 1, 0), (3, 130, 7, 4), (70, 65, 90, 20)])
-def test_transpose_into_matches_naive(b, n, g, col0):
-    rng = np.random.default_rng(b + n)
-    src = rng.normal(size=(b, n)).astype(np.float32)
-    got = np.full((n, g), -1, dtype=np.float32)
-    ref = got.copy()
-    K.transpose_into(src, got, col0)
-    naive_transpose(src, ref, col0)
-    np.testing.assert_array_equal(got, ref)
-    np.testing.assert_array_equal(got[:, col0 : col0 + b], src.T)
 
 
 def test_count_byte_matches_naive():
