@@ -220,7 +220,7 @@ def _text(
     quiet: bool | None,
 ) -> tuple[Target, pl.DataFrame, pl.DataFrame, NanTally]:
     workdir = None if out is None else Path(out).absolute().parent
-    with PlainText(src, workdir=workdir) as plain:
+    with PlainText(src, workdir=workdir, quiet=quiet) as plain:
         if plain.path.stat().st_size == 0:
             raise InputError("empty file", path=src)
         head = read_head(plain.path, 2, source=src)

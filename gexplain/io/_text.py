@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import progress
 from ..errors import InputError
 from ..kernels import parse as K
 
@@ -33,13 +33,18 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def gunzip_to(path: Path, dest: Path) -> None:
+def gunzip_to(path: Path, dest: Path, quiet: bool | None = True) -> None:
     """Decompress ``path`` into ``dest`` in bounded memory; clear error when truncated/corrupt."""
+    bar = progress(total=path.stat().st_size, desc="gunzip", quiet=quiet, unit="B")
     try:
-        with gzip.open(path, "rb") as src, open(dest, "wb") as dst:
-            shutil.copyfileobj(src, dst, 8 * 2**20)
+        with open(path, "rb") as raw, gzip.open(raw, "rb") as src, open(dest, "wb") as dst:
+            while chunk := src.read(8 * 2**20):
+                dst.write(chunk)
+                bar.update(raw.tell() - bar.n)
     except (EOFError, OSError, zlib.error) as exc:
         raise InputError(f"truncated or corrupt gzip file ({exc})", path=path) from exc
+    finally:
+        bar.close()
 
 
 class PlainText:
@@ -49,7 +54,9 @@ class PlainText:
     system temporary folder) is removed on exit.
     """
 
-    def __init__(self, path: str | os.PathLike[str], workdir: Path | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], workdir: Path | None = None, quiet: bool | None = True
+    ) -> None:
         self.source = Path(path)
         if not self.source.exists():
             raise InputError("file not found", path=self.source)
@@ -65,7 +72,7 @@ class PlainText:
             self._tmp = tempfile.TemporaryDirectory(prefix=".gexplain-gunzip-", dir=parent)
             self.path = Path(self._tmp.name) / "plain.txt"
             try:
-                gunzip_to(self.source, self.path)
+                gunzip_to(self.source, self.path, quiet=quiet)
             except BaseException:
                 self.close()
                 raise

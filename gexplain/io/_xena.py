@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .._atomic import _check_target
 from ..cohort import Cohort
 from ..errors import InputError
 from . import tcga
@@ -95,8 +96,10 @@ def _import_gene_matrix(
 ) -> Cohort:
     path = Path(matrix)
     policy = NanPolicy.parse(nan)
+    if out is not None:
+        _check_target(Path(out), overwrite)  # before any long work
     target: Target | None = None
-    with PlainText(path, workdir=_workdir(out)) as plain:
+    with PlainText(path, workdir=_workdir(out), quiet=quiet) as plain:
         try:
             if plain.path.stat().st_size == 0:
                 raise InputError("empty file", path=path)
