@@ -193,7 +193,7 @@ def import_xena(
     "--label",
     default="_primary_disease",
     show_default=True,
-    help="Phenotype column to use as the class label.",
+    help="Phenotype column to use as the class label ('' for none).",
 )
 @sample_types_option
 @click.option(
@@ -229,7 +229,7 @@ def import_pancan(
     c = read_pancan(
         matrix,
         phenotype,
-        label=label,
+        label=label or None,
         sample_types=sample_types,
         drop_unmatched=drop_unmatched,
         out=out,
@@ -308,7 +308,7 @@ def import_gdc(
         source,
         sample_sheet,
         counts=counts,
-        label=label,
+        label=label or None,
         id_column=id_column,
         sample_types=sample_types,
         out=out,
