@@ -9,6 +9,7 @@ reported with the file, the 1-based line number and the 1-based column.
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
 import tempfile
 import zlib
@@ -128,19 +129,17 @@ def count_data_lines(path: Path, start: int) -> int:
     if start >= size:
         return 0
     newlines = 0
-    buf = bytearray(min(16 * 2**20, size - start))
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    with open(path, "rb", buffering=0) as f:
-        f.seek(start)
-        view = memoryview(buf)
-        while got := f.readinto(view):
-            newlines += int(K.count_byte(arr, got, 10))
-        view.release()
-        tail_len = min(size - start, 1 << 16)
-        f.seek(size - tail_len)
-        tail = f.read(tail_len)
+    window = 64 * 2**20
+    with open(path, "rb") as f, _Mapped(f) as mm:
+        arr = np.frombuffer(mm.mm, dtype=np.uint8)
+        for off in range(start, size, window):
+            stop = min(off + window, size)
+            newlines += int(K.count_byte(arr[off:stop], stop - off, 10))
+            mm.release(off, stop)
+        tail = bytes(arr[max(start, size - (1 << 16)) : size])
+        del arr
     body = tail.rstrip(b"\r\n")
-    if not body and tail_len == size - start:
+    if not body and len(tail) == size - start:
         return 0  # nothing but line ends
     lines = newlines + (0 if tail.endswith(b"\n") else 1)
     trailing_blank = max(tail[len(body) :].count(b"\n") - 1, 0)
@@ -299,43 +298,60 @@ class LineParser:
         return Block(line_no, n_lines, out, ts, te, nonfinite, first_nf, arr, len(starts))
 
     def __iter__(self) -> Iterator[Block]:
-        buf = bytearray(self.block_bytes + 1)
-        carry = 0
+        """Blocks of whole lines, parsed straight from a read-only memory map of the file.
+
+        No copy of the text is made; each block's pages are released from the
+        process (``MADV_DONTNEED``, they stay in the page cache) once parsed, so
+        resident memory stays bounded by one block however large the file.
+        """
+        size = self.path.stat().st_size
+        if size <= self.start:
+            return
         line_no = self.first_line
-        with open(self.path, "rb") as f:
-            f.seek(self.start)
-            while True:
-                view = memoryview(buf)
-                got = f.readinto(view[carry : len(buf) - 1])
-                view.release()
-                total = carry + got
-                if got == 0:
-                    if total == 0:
-                        return
-                    if buf[total - 1] != 10:
-                        buf[total] = 10
-                        total += 1
-                    cut = total
-                else:
-                    cut = buf.rfind(b"\n", 0, total) + 1
-                    if cut == 0:  # a line longer than the buffer: grow it (new object,
-                        # since a consumer may still hold a view of the old one)
-                        bigger = bytearray(2 * len(buf))
-                        bigger[:total] = buf[:total]
-                        buf = bigger
-                        carry = total
-                        continue
-                arr = np.frombuffer(buf, dtype=np.uint8)
-                block = self._parse(arr, cut, line_no)
+        with open(self.path, "rb") as f, _Mapped(f) as mm:
+            arr = np.frombuffer(mm.mm, dtype=np.uint8)
+            pos = self.start
+            while pos < size:
+                end = min(pos + self.block_bytes, size)
+                cut = size if end == size else mm.mm.rfind(b"\n", pos, end) + 1
+                if cut <= pos:  # a line longer than the block
+                    nl = mm.mm.find(b"\n", end)
+                    cut = size if nl < 0 else nl + 1
+                if arr[cut - 1] == 10:
+                    view = arr[pos:cut]
+                else:  # the file's last line has no line end: parse a terminated copy
+                    view = np.frombuffer(bytes(arr[pos:cut]) + b"\n", dtype=np.uint8)
+                block = self._parse(view, len(view), line_no)
                 line_no += block.n_raw_lines
                 yield block
-                del arr, block
-                rest = total - cut
-                if rest:
-                    buf[:rest] = buf[cut:total]
-                carry = rest
-                if got == 0:
-                    return
+                del block, view
+                mm.release(pos, cut)
+                pos = cut
+            del arr
+
+
+class _Mapped:
+    """A read-only memory map of a whole file whose parsed ranges can be released."""
+
+    def __init__(self, f: object) -> None:
+        self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # type: ignore[attr-defined]
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop the pages fully inside ``[start, stop)`` from this process."""
+        page = mmap.PAGESIZE
+        a = -(-start // page) * page
+        b = (stop // page) * page
+        if b > a and hasattr(self.mm, "madvise"):
+            self.mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+
+    def __enter__(self) -> _Mapped:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.mm.close()
+        except BufferError:  # a caller still holds a view; the map goes with it
+            pass
 
 
 def split_header(line: str, delim: str) -> list[str]:
