@@ -134,3 +134,16 @@ def test_cli_import_table(cli, tmp_path):
     )
     assert r.exit_code == 0 and r.output == ""
     assert Cohort.load(tmp_path / "t").gene_ids == _reference()[2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [",g1,g2\nS1,1,2\nS2,3,4\n", '"","g1","g2"\n"S1",1,2\n"S2",3,4\n'],
+    ids=["pandas-to_csv", "R-write.csv"],
+)
+def test_csv_written_by_pandas_or_r(tmp_path, text):
+    f = tmp_path / "x.csv"
+    f.write_text(text)
+    c = read_table(f)
+    assert c.sample_ids == ["S1", "S2"] and c.gene_ids == ["g1", "g2"]
+    np.testing.assert_array_equal(c.expression, [[1, 2], [3, 4]])
