@@ -60,7 +60,7 @@ def _count_newlines(a):
     return c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def find_line_starts(buf, n):
     """Start offsets of the lines in ``buf[:n]`` (which ends with ``\\n``).
 
@@ -310,7 +310,7 @@ def _parse_general(buf, p, lend, delim):
     return np.float32(0.0), e, _BAD
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def parse_lines(
     buf,
     starts,
@@ -424,7 +424,7 @@ def first_id_mismatch(buf, starts, ends, ref, ref_offsets):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_byte(buf, n, byte):
     """Number of occurrences of ``byte`` in ``buf[:n]`` (vectorised serial loop)."""
     c = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,10 @@ class RowsResult:
     texts: list[list[str]]  # per text slot, the value of every kept data line
     lines: np.ndarray  # 1-based file line number of every kept data line
     n_lines: int
+
+
+def _copy_columns(x: np.ndarray, vals: np.ndarray, g: int) -> None:
+    x[:, g : g + vals.shape[0]] = vals.T  # numpy's strided copy beats a tiled Numba loop
 
 
 def _blocks_total(path: Path, start: int, block_bytes: int) -> int:
@@ -70,29 +75,42 @@ def stream_gene_rows(
     bar = progress(
         parser, total=_blocks_total(path, start, block_bytes), desc=desc, quiet=quiet, unit="block"
     )
-    for block in bar:
-        b = block.n_lines
-        if g + b > n_lines:
-            raise InputError(
-                f"more data lines than counted ({n_lines}); is the file changing?", path=source
-            )
-        vals = block.values
-        if block.nonfinite.any():
-            rows = np.flatnonzero(block.nonfinite)
-            tally.add(block.nonfinite.sum())
-            if tally.policy.mode == "error":
-                r = int(rows[0])
-                f = int(block.first_nonfinite[r])
-                raise tally.error(source, block.first_line + r, f + 1, f"sample {field_names[f]!r}")
-            if tally.policy.mode == "fill":
-                tally.fill(vals)
-            else:
-                tally.bad_genes.update(int(g + r) for r in rows)
-        x[:, g : g + b] = vals.T  # numpy's strided copy beats a tiled Numba loop here
-        for k in range(n_text):
-            texts[k].extend(block.texts(k))
-        line_numbers.append(block.first_line + np.arange(b))
-        g += b
+    # The transposed copy of block k (numpy, one thread, GIL released) overlaps the
+    # parsing of block k + 1 (Numba, all threads, GIL released).
+    copier = ThreadPoolExecutor(max_workers=1)
+    pending: Future[None] | None = None
+    try:
+        for block in bar:
+            b = block.n_lines
+            if g + b > n_lines:
+                raise InputError(
+                    f"more data lines than counted ({n_lines}); is the file changing?",
+                    path=source,
+                )
+            vals = block.values
+            if block.nonfinite.any():
+                rows = np.flatnonzero(block.nonfinite)
+                tally.add(block.nonfinite.sum())
+                if tally.policy.mode == "error":
+                    r = int(rows[0])
+                    f = int(block.first_nonfinite[r])
+                    what = f"sample {field_names[f]!r}"
+                    raise tally.error(source, block.first_line + r, f + 1, what)
+                if tally.policy.mode == "fill":
+                    tally.fill(vals)
+                else:
+                    tally.bad_genes.update(int(g + r) for r in rows)
+            if pending is not None:
+                pending.result()
+            pending = copier.submit(_copy_columns, x, vals, g)
+            for k in range(n_text):
+                texts[k].extend(block.texts(k))
+            line_numbers.append(block.first_line + np.arange(b))
+            g += b
+        if pending is not None:
+            pending.result()
+    finally:
+        copier.shutdown(wait=True)  # never leave a copy running into a matrix being removed
     if g != n_lines:
         raise InputError(f"expected {n_lines} data lines, read {g}", path=source)
     lines = np.concatenate(line_numbers) if line_numbers else np.zeros(0, dtype=np.int64)
