@@ -268,7 +268,7 @@ def import_pancan(
     "--label",
     default="Project ID",
     show_default=True,
-    help="Sample-sheet column to use as the class label.",
+    help="Sample-sheet column to use as the class label ('' for none).",
 )
 @click.option(
     "--id-column",
