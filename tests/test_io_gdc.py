@@ -172,9 +172,18 @@ def test_cli_import_gdc(cli, tmp_path):
     out = tmp_path / "gdc"
     r = cli.invoke(
         main,
-        ["import", "gdc", str(TAR), "--sample-sheet", str(SHEET_NEW), "--counts",
-         "fpkm_unstranded", "--out", str(out)],
-    )  # fmt: skip
+        [
+            "import",
+            "gdc",
+            str(TAR),
+            "--sample-sheet",
+            str(SHEET_NEW),
+            "--counts",
+            "fpkm_unstranded",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "3 samples × 12 genes, 2 classes, units 'FPKM'" in r.output
     c = Cohort.load(out)
@@ -189,3 +198,39 @@ def test_plain_tar_without_gzip(tmp_path):
     np.testing.assert_array_equal(
         read_gdc(plain, SHEET).expression, read_gdc(STAR, SHEET).expression
     )
+
+
+def test_cli_gdc_without_label(cli, tmp_path):
+    r = cli.invoke(
+        main,
+        [
+            "import",
+            "gdc",
+            str(STAR),
+            "--sample-sheet",
+            str(SHEET),
+            "--label",
+            "",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert not Cohort.load(tmp_path / "g").has_labels
+    r = cli.invoke(
+        main,
+        [
+            "import",
+            "gdc",
+            str(STAR),
+            "--sample-sheet",
+            str(SHEET),
+            "--nan",
+            "drop-genes",
+            "--fill-value",
+            "1",
+            "--out",
+            str(tmp_path / "h"),
+        ],
+    )
+    assert r.exit_code == 2 and "--fill-value goes with --nan fill" in r.output
