@@ -45,9 +45,12 @@ def test_wrong_field_count(cli, tmp_path):
     lines[4] = lines[4].rsplit("\t", 1)[0]  # line 5 loses its last value
     f = _write(tmp_path / "m.tsv", lines)
     _fails(
-        cli, tmp_path, ["import", "xena", f], f"{f}, line 5, column 8:",
+        cli,
+        tmp_path,
+        ["import", "xena", f],
+        f"{f}, line 5, column 8:",
         "expected 9 fields (as in the header) but found 8",
-    )  # fmt: skip
+    )
     lines = _lines()
     lines[6] += "\t1.0"
     f = _write(tmp_path / "m.tsv", lines)
@@ -61,9 +64,11 @@ def test_non_numeric_value(cli, tmp_path):
     lines[2] = "\t".join(fields)
     f = _write(tmp_path / "m.tsv", lines)
     _fails(
-        cli, tmp_path, ["import", "xena", f],
+        cli,
+        tmp_path,
+        ["import", "xena", f],
         f"{f}, line 3, column 4: not a number: '4.1x' ('TCGA-A2-A04P-11')",
-    )  # fmt: skip
+    )
 
 
 def test_nan_and_inf_are_located_then_dropped_or_filled(cli, tmp_path):
@@ -92,9 +97,11 @@ def test_duplicate_sample_ids(cli, tmp_path):
     lines[0] = "\t".join(head)
     f = _write(tmp_path / "m.tsv", lines)
     _fails(
-        cli, tmp_path, ["import", "xena", f],
+        cli,
+        tmp_path,
+        ["import", "xena", f],
         f"{f}, line 1, column 6: duplicate sample id 'TCGA-A1-A0SD-01' (also in column 3)",
-    )  # fmt: skip
+    )
 
 
 def test_duplicate_gene_ids(cli, tmp_path):
@@ -102,9 +109,11 @@ def test_duplicate_gene_ids(cli, tmp_path):
     lines[7] = "HIF3A\t" + lines[7].split("\t", 1)[1]
     f = _write(tmp_path / "m.tsv", lines)
     _fails(
-        cli, tmp_path, ["import", "xena", f],
+        cli,
+        tmp_path,
+        ["import", "xena", f],
         f"{f}, line 8, column 1: duplicate gene id 'HIF3A' (also on line 3)",
-    )  # fmt: skip
+    )
     c = tmp_path / "t.csv"
     c.write_text("s,g1,g2\na,1,2\nb,3,4\na,5,6\n")
     _fails(cli, tmp_path, ["import", "table", c], "line 4, column 1: duplicate sample id 'a'")
@@ -124,21 +133,27 @@ def test_empty_files(cli, tmp_path):
 
 def test_phenotype_without_the_label_column_or_samples(cli, tmp_path):
     _fails(
-        cli, tmp_path, ["import", "xena", XENA, "--phenotype", PHENO, "--label", "PAM50"],
+        cli,
+        tmp_path,
+        ["import", "xena", XENA, "--phenotype", PHENO, "--label", "PAM50"],
         f"{PHENO}, line 1: label column 'PAM50' not in the phenotype table",
-    )  # fmt: skip
+    )
     lines = PHENO.read_text().splitlines()
     p = _write(tmp_path / "p.tsv", [ln for ln in lines if "A04P" not in ln])
     _fails(
-        cli, tmp_path, ["import", "xena", XENA, "--phenotype", p, "--label", "_primary_disease"],
+        cli,
+        tmp_path,
+        ["import", "xena", XENA, "--phenotype", p, "--label", "_primary_disease"],
         "1 of 8 samples are not in the phenotype table (e.g. ['TCGA-A2-A04P-11'])",
         "--drop-unmatched",
-    )  # fmt: skip
+    )
     dup = _write(tmp_path / "dup.tsv", [*lines, lines[3]])
     _fails(
-        cli, tmp_path, ["import", "xena", XENA, "--phenotype", dup],
+        cli,
+        tmp_path,
+        ["import", "xena", XENA, "--phenotype", dup],
         f"{dup}, line {len(lines) + 1}: duplicate sample id",
-    )  # fmt: skip
+    )
 
 
 def test_mixed_gene_lists_across_gdc_files(cli, tmp_path):
@@ -149,10 +164,12 @@ def test_mixed_gene_lists_across_gdc_files(cli, tmp_path):
     files[2].write_text(text)
     sheet = fixture_path("gdc/gdc_sample_sheet.tsv")
     _fails(
-        cli, tmp_path, ["import", "gdc", folder, "--sample-sheet", sheet],
+        cli,
+        tmp_path,
+        ["import", "gdc", folder, "--sample-sheet", sheet],
         f"{files[2]}, line 9, column 1: gene list differs from",
         "gene 3 is 'ENSG00000000419.12' here but 'ENSG00000000419.13' there",
-    )  # fmt: skip
+    )
 
 
 def test_bad_value_in_a_gdc_file(cli, tmp_path):
@@ -165,10 +182,11 @@ def test_bad_value_in_a_gdc_file(cli, tmp_path):
     lines[8] = "\t".join(fields)
     _write(f, lines)
     _fails(
-        cli, tmp_path,
+        cli,
+        tmp_path,
         ["import", "gdc", folder, "--sample-sheet", fixture_path("gdc/gdc_sample_sheet.tsv")],
         f"{f}, line 9, column 4: not a number: '12a' ('unstranded')",
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.9])

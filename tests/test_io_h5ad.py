@@ -105,8 +105,20 @@ def test_cli_import_and_export_h5ad(cli, tmp_path, rng):
     a, x = _adata(rng, "csr")
     f = tmp_path / "a.h5ad"
     a.write_h5ad(f)
-    r = cli.invoke(main, ["import", "h5ad", str(f), "--label", "cell_type", "--layer", "counts",
-                          "--out", str(tmp_path / "c")])  # fmt: skip
+    r = cli.invoke(
+        main,
+        [
+            "import",
+            "h5ad",
+            str(f),
+            "--label",
+            "cell_type",
+            "--layer",
+            "counts",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "7 samples × 5 genes, 3 classes" in r.output
     np.testing.assert_array_equal(Cohort.load(tmp_path / "c").expression, 2 * x)

@@ -58,10 +58,35 @@ def _compare(data: bytes, delim: str, colmap: np.ndarray) -> dict:
 
 
 TOKENS = [
-    "0", "1", "-1", "+2.5", "3.", ".5", "-.25", "1e3", "1E-3", "2.5e+10", "7.E2", "0.000123",
-    "123456.789", "1e39", "-1e39", "1e-50", "NA", "nan", "NaN", "N/A", "null", "", "inf", "-Inf",
-    "+INFINITY", " 4.5", "6 ", "  ",
-]  # fmt: skip
+    "0",
+    "1",
+    "-1",
+    "+2.5",
+    "3.",
+    ".5",
+    "-.25",
+    "1e3",
+    "1E-3",
+    "2.5e+10",
+    "7.E2",
+    "0.000123",
+    "123456.789",
+    "1e39",
+    "-1e39",
+    "1e-50",
+    "NA",
+    "nan",
+    "NaN",
+    "N/A",
+    "null",
+    "",
+    "inf",
+    "-Inf",
+    "+INFINITY",
+    " 4.5",
+    "6 ",
+    "  ",
+]
 BAD = ["x", "1.2.3", "1e", "--1", "1_0", "0x10", "e5", ".", "-", "1,5", "nan5", "+nan", "1 2"]
 
 
@@ -89,9 +114,14 @@ def _random_text(rng, n_lines, n_fields, delim, bad_rate=0.0, crlf=False, ragged
 
 @pytest.mark.parametrize(
     "n_lines,n_fields,delim,crlf",
-    [(1, 1, "\t", False), (1, 2, "\t", False), (5, 1, ",", True), (37, 9, "\t", False),
-     (64, 13, ",", True)],
-)  # fmt: skip
+    [
+        (1, 1, "\t", False),
+        (1, 2, "\t", False),
+        (5, 1, ",", True),
+        (37, 9, "\t", False),
+        (64, 13, ",", True),
+    ],
+)
 def test_matches_naive_on_random_lines(n_lines, n_fields, delim, crlf):
     rng = np.random.default_rng(n_lines * 31 + n_fields)
     data = _random_text(rng, n_lines, n_fields, delim, crlf=crlf)

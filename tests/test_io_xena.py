@@ -123,9 +123,17 @@ def test_xena_units_override():
 def test_pancan_ids_names_and_join():
     c = read_pancan(PANCAN, PANCAN_PHENO, nan="fill=0")
     assert c.gene_ids == [
-        "100130426", "100133144", "100134869", "1", "29974", "728661", "9906", "7157", "1956",
+        "100130426",
+        "100133144",
+        "100134869",
+        "1",
+        "29974",
+        "728661",
+        "9906",
+        "7157",
+        "1956",
         "2099",
-    ]  # fmt: skip
+    ]
     names = c.genes["gene_name"].to_list()
     assert names[:3] == [None, None, None] and names[5:7] == ["SLC35E2", "SLC35E2"]
     lab = dict(zip(c.sample_ids, c.labels.to_list()))
@@ -157,9 +165,20 @@ def test_cli_import_xena_and_pancan(cli, tmp_path):
     out = tmp_path / "brca"
     r = cli.invoke(
         main,
-        ["import", "xena", str(XENA), "--phenotype", str(XENA_PHENO), "--label",
-         "_primary_disease", "--sample-types", "01,06", "--out", str(out)],
-    )  # fmt: skip
+        [
+            "import",
+            "xena",
+            str(XENA),
+            "--phenotype",
+            str(XENA_PHENO),
+            "--label",
+            "_primary_disease",
+            "--sample-types",
+            "01,06",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "6 samples × 12 genes, 2 classes" in r.output
     info = json.loads(cli.invoke(main, ["info", str(out), "--json"]).output)
@@ -172,9 +191,20 @@ def test_cli_import_xena_and_pancan(cli, tmp_path):
     assert Cohort.load(out).n_samples == 8
     r = cli.invoke(
         main,
-        ["import", "pancan", str(PANCAN), "--phenotype", str(PANCAN_PHENO), "--nan",
-         "fill", "--fill-value", "-1", "--out", str(tmp_path / "pc")],
-    )  # fmt: skip
+        [
+            "import",
+            "pancan",
+            str(PANCAN),
+            "--phenotype",
+            str(PANCAN_PHENO),
+            "--nan",
+            "fill",
+            "--fill-value",
+            "-1",
+            "--out",
+            str(tmp_path / "pc"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "1 non-finite values" in r.output
     assert Cohort.load(tmp_path / "pc").expression[1, 2] == -1.0
