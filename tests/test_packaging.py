@@ -24,6 +24,10 @@ TORCH_FREE_MODULES = [
     "gexplain.kernels.simulate",
     "gexplain.explain",
     "gexplain.cli",
+    "gexplain.cli.io",
+    "gexplain.io",
+    "gexplain.io.tcga",
+    "gexplain.kernels.parse",
 ]
 
 

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "info": "gexplain.cli.info:info",
     "preprocess": "gexplain.cli.preprocess:preprocess",
     "simulate": "gexplain.cli.simulate:simulate",
+    "import": "gexplain.cli.io:import_group",
+    "export": "gexplain.cli.io:export_group",
 }
 
 
