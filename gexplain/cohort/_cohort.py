@@ -479,8 +479,9 @@ class Cohort:
             "n_nan": n_nan,
         }
         if self.has_labels:
-            counts = self.labels.value_counts().sort("label")
+            counts = self.labels.drop_nulls().value_counts().sort("label")
             out["classes"] = {str(k): int(v) for k, v in zip(counts["label"], counts["count"])}
+            out["n_unlabelled"] = int(self.labels.null_count())
         if "split" in self._samples.columns:
             counts = self._samples["split"].value_counts().sort("split")
             out["splits"] = {str(k): int(v) for k, v in zip(counts["split"], counts["count"])}
