@@ -19,8 +19,11 @@ TORCH_FREE_MODULES = [
     "gexplain.head",
     "gexplain.kernels.head",
     "gexplain.modelmeta",
-    "gexplain.cli",
+    "gexplain.preprocess",
+    "gexplain.simulate",
+    "gexplain.kernels.simulate",
     "gexplain.explain",
+    "gexplain.cli",
     "gexplain.explain._onnx",
     "gexplain.explain._compiled",
     "gexplain.explain._baselines",
@@ -29,6 +32,10 @@ TORCH_FREE_MODULES = [
     "gexplain.explain._linalg",
     "gexplain.kernels.ig",
     "gexplain.cli.explain",
+    "gexplain.cli.io",
+    "gexplain.io",
+    "gexplain.io.tcga",
+    "gexplain.kernels.parse",
 ]
 
 

@@ -21,6 +21,10 @@ from ..errors import GexplainError
 COMMANDS: dict[str, str] = {
     "explain": "gexplain.cli.explain:explain",
     "info": "gexplain.cli.info:info",
+    "preprocess": "gexplain.cli.preprocess:preprocess",
+    "simulate": "gexplain.cli.simulate:simulate",
+    "import": "gexplain.cli.io:import_group",
+    "export": "gexplain.cli.io:export_group",
 }
 
 

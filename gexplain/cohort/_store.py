@@ -79,16 +79,65 @@ def _values_offset(path: Path) -> int:
         mm.close()
 
 
+class _HoleWriter:
+    """File sink for Arrow that seeks over large all-zero writes, leaving a sparse hole.
+
+    Arrow hands the record batch body over as one zero-copy buffer; skipping it
+    makes preallocating a multi-GB matrix cost milliseconds instead of a full
+    write of zeros (a hole reads back as zeros).
+    """
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.pos = 0
+
+    def write(self, data: Any) -> int:
+        mv = memoryview(data)
+        n = mv.nbytes
+        if n >= 1 << 20 and not np.frombuffer(mv, dtype=np.uint8).any():
+            self.f.seek(n, os.SEEK_CUR)
+        else:
+            self.f.write(mv)
+        self.pos += n
+        return n
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.f.closed
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
 def preallocate_expression(path: Path, n_samples: int, n_genes: int) -> np.memmap:
     """Create ``expression.arrow`` for ``n_samples × n_genes`` and return a writable memmap.
 
     The file is a valid single-batch IPC file filled with zeros; rows are then
-    written in place through the returned memmap. ``np.zeros`` of a large size
-    does not touch memory, so this costs one sequential write of the file.
+    written in place through the returned memmap. The zero values are a sparse
+    hole (``np.zeros`` of a large size touches no memory and the sink seeks over
+    it), so this takes milliseconds and no disk space until rows are written.
     """
     zeros = np.zeros((n_samples, n_genes), dtype=np.float32)
-    write_expression(path, zeros)
-    del zeros
+    schema = expression_schema(n_genes)
+    batch = pa.record_batch([fixed_size_list(zeros)], schema=schema)
+    with open(path, "wb") as raw:
+        sink = _HoleWriter(raw)
+        with pa.ipc.new_file(sink, schema) as writer:
+            writer.write_batch(batch)
+        raw.truncate(sink.pos)  # in case the file ends in a hole
+    del batch, zeros
     offset = _values_offset(path)
     return np.memmap(path, dtype=np.float32, mode="r+", offset=offset, shape=(n_samples, n_genes))
 
@@ -268,7 +317,9 @@ class CohortWriter:
 
         if samples.height != self.n_samples:
             raise ValueError(f"samples table has {samples.height} rows, expected {self.n_samples}")
-        self.expression.flush()
+        # No msync here: unmapping leaves the written pages in the page cache, which
+        # every reader sees and the OS writes back. A synchronous flush would wait
+        # for the disk (seconds for a GB matrix) while no other output is fsynced.
         del self.expression
         # validate tables the same way an in-memory cohort would be
         samples, genes = Cohort._validate_tables(samples, self.genes, self.n_samples, self.n_genes)
