@@ -11,10 +11,10 @@ that peak RSS is per method):
 
 1. MLP 20000→256→64→33 (ReLU), N=256, 50-step Gauss–Legendre, target class 0
    probability, zero baseline. Goal: ≥ 50× faster than Captum, peak RSS ≤ ⅓.
-2. The paper's MLP 15000→20→BN→ReLU→33 on 9900 samples (random data with the
-   SIMU1 shape: 33 classes × 300 samples, 15000 genes, 370 class genes shifted;
-   the simulator is not used here), exact IG of the true class's softmax
-   probability from the model-zero (training-mean) baseline. Goal ≤ 10 s.
+2. The paper's MLP 15000→20→BN→ReLU→33 on the SIMU1 cohort (9900 samples,
+   gexplain's LDA simulator, seed 0, log2(x+1); ``--quick`` uses small random
+   data instead), exact IG of the true class's softmax probability from the
+   model-zero (training-mean) baseline. Goal ≤ 10 s.
    Captum at the paper's 3000 Gauss–Legendre steps on a subset, extrapolated;
    completeness error distributions of both.
 3. Logistic regression on the same cohort: closed form (exact) vs Captum 50
@@ -137,29 +137,40 @@ def prep2(work: Path, quick: bool) -> None:
     from gexplain.cohort import Cohort
     from gexplain.modelmeta import ModelMetadata, write_metadata
 
-    G, C, per = (3000, 33, 30) if quick else (15000, 33, 300)
-    N = C * per
-    rng = np.random.default_rng(1)
-    labels = np.repeat(np.arange(C), per)
-    base = rng.normal(5.0, 2.0, size=G).astype(np.float32)
-    x = base + rng.normal(0.0, 1.0, size=(N, G)).astype(np.float32)
-    genes_per_class = 370 if not quick else 74
-    for c in range(C):
-        idx = (np.arange(genes_per_class) + c * genes_per_class) % G
-        rows = np.flatnonzero(labels == c)
-        x[np.ix_(rows, idx)] += rng.normal(0.6, 0.2, size=genes_per_class).astype(np.float32)
-    split = np.where(rng.random(N) < 0.6, "train", "test")
-    gene_ids = [f"G{j:05d}" for j in range(G)]
-    classes = [f"class{c:02d}" for c in range(C)]
+    if quick:
+        G, C, per = 3000, 33, 30
+        N = C * per
+        rng = np.random.default_rng(1)
+        labels = np.repeat(np.arange(C), per)
+        base = rng.normal(5.0, 2.0, size=G).astype(np.float32)
+        x = base + rng.normal(0.0, 1.0, size=(N, G)).astype(np.float32)
+        genes_per_class = 74
+        for c in range(C):
+            idx = (np.arange(genes_per_class) + c * genes_per_class) % G
+            rows = np.flatnonzero(labels == c)
+            x[np.ix_(rows, idx)] += rng.normal(0.6, 0.2, size=genes_per_class).astype(np.float32)
+        split = np.where(rng.random(N) < 0.6, "train", "test")
+        gene_ids = [f"G{j:05d}" for j in range(G)]
+        classes = [f"class{c:02d}" for c in range(C)]
+        sample_ids = [f"S{i:05d}" for i in range(N)]
+        units = "random SIMU1-shaped data"
+    else:
+        # the paper's SIMU1 cohort from gexplain's LDA simulator, log2(x + 1)
+        from gexplain.simulate import simulate
+
+        sim = simulate("simu1", seed=0)
+        x = np.log2(np.asarray(sim.expression, dtype=np.float32) + 1.0)
+        classes = sim.classes
+        labels = np.array([classes.index(v) for v in sim.labels.to_list()])
+        split = sim.samples["split"].to_numpy()
+        gene_ids, sample_ids = sim.gene_ids, sim.sample_ids
+        G, C, N = x.shape[1], len(classes), x.shape[0]
+        units = "log2(per-million + 1), simulate('simu1', seed=0)"
     cohort = Cohort(
         x,
-        {
-            "sample_id": [f"S{i:05d}" for i in range(N)],
-            "label": [classes[c] for c in labels],
-            "split": split,
-        },
+        {"sample_id": sample_ids, "label": [classes[c] for c in labels], "split": split},
         gene_ids,
-        {"units": "log2(x+1) (random SIMU1-shaped data)"},
+        {"units": units},
     )
     cohort.save(work / "cohort", overwrite=True)
     cohort.select(samples=slice(0, 200)).save(work / "cohort_small", overwrite=True)
