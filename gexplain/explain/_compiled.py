@@ -14,7 +14,6 @@ from ..head import HeadProgram, output_mode
 from ..modelmeta import ModelMetadata, prepare_cohort, read_metadata
 from ._onnx import Compiled, compile_graph, reference_graph
 
-
 #: Rows per onnxruntime run.
 _ORT_ROWS = 64
 
