@@ -22,6 +22,12 @@ TORCH_FREE_MODULES = [
     "gexplain.preprocess",
     "gexplain.explain",
     "gexplain.cli",
+    "gexplain.cli.train",
+    "gexplain.models",
+    "gexplain.models._graph",
+    "gexplain.models._predict",
+    "gexplain.models._export",
+    "gexplain.models._sklearn",
 ]
 
 

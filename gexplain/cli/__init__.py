@@ -21,6 +21,8 @@ from ..errors import GexplainError
 COMMANDS: dict[str, str] = {
     "info": "gexplain.cli.info:info",
     "preprocess": "gexplain.cli.preprocess:preprocess",
+    "train": "gexplain.cli.train:train",
+    "predict": "gexplain.cli.train:predict",
 }
 
 
