@@ -126,7 +126,10 @@ def predict_logits(module: nn.Module, x: np.ndarray, chunk: int = 4096) -> np.nd
     module.eval()
     out = []
     for a in range(0, x.shape[0], chunk):
-        xb = torch.from_numpy(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
+        block = np.ascontiguousarray(x[a : a + chunk], dtype=np.float32)
+        if not block.flags.writeable:  # torch warns on read-only memory
+            block = block.copy()
+        xb = torch.from_numpy(block)
         out.append(module(xb).numpy())
     module.train(was)
     if not out:

@@ -36,7 +36,9 @@ def run_job(job: Path, cache: dict[str, Any]) -> None:
     arrays = {}
     for key, path in spec["arrays"].items():
         if path not in cache:
-            cache[path] = np.load(path, mmap_mode="r")
+            cache[path] = np.load(
+                path, mmap_mode="c"
+            )  # writable view, never written: torch-friendly
         arrays[key] = cache[path]
     y = np.load(spec["y"])
     progress = job.with_suffix(".progress")
