@@ -20,6 +20,8 @@ TORCH_FREE_MODULES = [
     "gexplain.kernels.head",
     "gexplain.modelmeta",
     "gexplain.preprocess",
+    "gexplain.simulate",
+    "gexplain.kernels.simulate",
     "gexplain.explain",
     "gexplain.cli",
     "gexplain.cli.train",

@@ -21,6 +21,7 @@ from ..errors import GexplainError
 COMMANDS: dict[str, str] = {
     "info": "gexplain.cli.info:info",
     "preprocess": "gexplain.cli.preprocess:preprocess",
+    "simulate": "gexplain.cli.simulate:simulate",
     "train": "gexplain.cli.train:train",
     "predict": "gexplain.cli.train:predict",
 }
