@@ -68,7 +68,8 @@ def get_cohort(preset: str, work: Path, synthetic: bool):
     else:
         import gexplain.simulate as sim
 
-        cohort = sim.simulate(preset, seed=0)
+        sim.simulate_to_disk(path, preset, seed=0, quiet=True)
+        return Cohort.load(path), time.perf_counter() - t0
     cohort.save(path)
     return Cohort.load(path), time.perf_counter() - t0
 
