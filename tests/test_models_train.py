@@ -250,3 +250,23 @@ def test_simulated_demo_cohort_reaches_95_percent_with_the_paper_recipe():
     for kind in KINDS:
         m = fit(data, kind, seed=0, graph=graph)
         assert m.test_balanced_accuracy >= 0.95, (kind, m.test_balanced_accuracy)
+
+
+def test_dropout_mask_rate_and_scaling():
+    from gexplain.models._torch import _dropout_threshold, _random_u32
+
+    for p in (0.2, 0.5, 1e-9, 0.999):
+        assert abs(int(_dropout_threshold(p)) / 2**32 - p) <= 2**-33
+    bits = _random_u32(np.random.default_rng(0), 2_000_001)
+    assert bits.shape == (2_000_001,) and bits.dtype == np.uint32
+    rate = float(np.mean(bits < _dropout_threshold(0.2)))
+    assert abs(rate - 0.2) < 5 * np.sqrt(0.2 * 0.8 / bits.size)  # 5 sigma
+    # dropout changes LR training; p = 0 equals plain SGD on the same batches
+    from gexplain.models._torch import fit_module
+
+    x = np.random.default_rng(1).normal(size=(64, 30)).astype(np.float32)
+    y = np.arange(64) % 2
+    kw = {"seed": 0, "epochs": 2}
+    w0 = fit_module("lr", x, y, 2, dropout=0.0, **kw).params["linear.weight"]
+    w5 = fit_module("lr", x, y, 2, dropout=0.5, **kw).params["linear.weight"]
+    assert not np.allclose(w0, w5)

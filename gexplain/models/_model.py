@@ -25,7 +25,7 @@ __all__ = ["KINDS", "TrainedModel", "model_name", "model_stem", "split_kind"]
 KINDS = ("lr", "mlp", "diffuse-lr", "diffuse-mlp")
 BN_EPSILON = 1e-5
 #: Version of the training recipe/format; part of the resume parameters.
-TRAINING_FORMAT = 1
+TRAINING_FORMAT = 2
 
 
 def split_kind(kind: str) -> tuple[str, bool]:

@@ -14,8 +14,9 @@ also the faster choice per model here: a batch of 32 is too small to amortise
 OpenMP synchronisation on 2 cores.
 
 Data loading is a row gather from an in-memory (or memory-mapped) float32
-matrix into a reused buffer, no DataLoader; dropout masks are drawn into reused
-scratch arrays; SGD is torch's fused CPU kernel (same update rule as the
+matrix into a reused buffer, no DataLoader; dropout keeps an input when a
+uniform 32-bit draw is ≥ round(p·2³²) (so the drop probability is p to within
+2⁻³³), drawn from the seeded numpy stream two per raw 64-bit word; SGD is torch's fused CPU kernel (same update rule as the
 default, without per-step temporaries: on this 2-core VM every fresh 2 MB
 gradient-sized temporary costs hundreds of page faults).
 """
@@ -119,6 +120,21 @@ def deterministic(seed: int) -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
+def _dropout_threshold(p: float) -> np.uint32:
+    """``t`` with ``P(u < t) = t / 2³² ≈ p`` for a uniform 32-bit ``u`` (error ≤ 2⁻³³)."""
+    return np.uint32(min(2**32 - 1, round(p * 2**32)))
+
+
+def _random_u32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` uniform 32-bit integers from the generator's raw 64-bit stream.
+
+    Two draws per raw word: about 3x faster than ``rng.random(dtype=float32)``,
+    which matters because LR's input dropout needs G x 32 draws per batch.
+    """
+    raw = rng.bit_generator.random_raw((n + 1) // 2)
+    return raw.view(np.uint32)[:n]
+
+
 @torch.no_grad()
 def predict_logits(module: nn.Module, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """Logits of ``module`` (eval mode) for rows ``x``, in chunks."""
@@ -193,8 +209,8 @@ def fit_module(
         buf = np.empty((rows, g), dtype=np.float32)
         p = float(module.dropout) if base_kind == "lr" else 0.0
         if p > 0:  # dropout scratch, reused every batch (no per-step allocation)
-            uniform = np.empty((rows, g), dtype=np.float32)
             keep = np.empty((rows, g), dtype=bool)
+            drop_below = _dropout_threshold(p)
         scale = np.float32(1.0 / (1.0 - p)) if p < 1 else np.float32(0.0)
         history: list[dict[str, float]] = []
         pred_train = np.zeros(0, dtype=np.int64)
@@ -212,8 +228,8 @@ def fit_module(
                 xb = buf[:m]
                 np.take(x_train, idx, axis=0, out=xb)
                 if p > 0:
-                    rng.random(dtype=np.float32, out=uniform[:m])
-                    np.greater_equal(uniform[:m], np.float32(p), out=keep[:m])
+                    bits = _random_u32(rng, m * g).reshape(m, g)
+                    np.greater_equal(bits, drop_below, out=keep[:m])
                     np.multiply(xb, keep[:m], out=xb)
                     xb *= scale
                 logits = module(torch.from_numpy(xb))

@@ -796,7 +796,7 @@ def _run_pool(
             err = tmp / f"worker{w}.stderr"
             with err.open("wb") as fh:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "gexplain.models._worker", str(tmp)],
+                    [sys.executable, "-m", "gexplain.models._worker", str(tmp), str(os.getpid())],
                     stdout=subprocess.DEVNULL,
                     stderr=fh,
                 )

@@ -1,4 +1,4 @@
-"""Worker process for training several models at once: ``python -m gexplain.models._worker DIR``.
+"""Worker process for training several models at once: ``python -m gexplain.models._worker DIR PID``.
 
 Plain subprocesses (not :mod:`multiprocessing`) so that the caller's script
 needs no ``if __name__ == "__main__"`` guard and no Polars/OpenMP thread pool is
@@ -6,6 +6,7 @@ ever forked. The parent writes the shared inputs as ``.npy`` files (each worker
 memory-maps them: one copy in the page cache) and one ``jobs/NNN.json`` per
 model. Each worker claims jobs with an exclusive lock file, appends one JSON
 line per epoch to ``NNN.progress`` and writes ``NNN.npz`` (atomically) when done.
+A worker whose parent (``PID``) has gone stops at the next epoch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _claim(job: Path) -> bool:
     return True
 
 
-def run_job(job: Path, cache: dict[str, Any]) -> None:
+def run_job(job: Path, cache: dict[str, Any], parent: int | None = None) -> None:
     """Train the model described by ``job`` and write its result beside it."""
     from ._torch import fit_module
 
@@ -45,6 +46,8 @@ def run_job(job: Path, cache: dict[str, Any]) -> None:
     with progress.open("a") as log:
 
         def report(row: dict[str, float]) -> None:
+            if parent is not None and os.getppid() != parent:
+                raise SystemExit(3)  # the parent died: do not train on as an orphan
             log.write(json.dumps(row) + "\n")
             log.flush()
 
@@ -73,10 +76,13 @@ def run_job(job: Path, cache: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     folder = Path(argv[0])
+    parent = int(argv[1]) if len(argv) > 1 else None
     cache: dict[str, Any] = {}
     for job in sorted((folder / "jobs").glob("*.json")):
+        if parent is not None and os.getppid() != parent:
+            return 3
         if _claim(job):
-            run_job(job, cache)
+            run_job(job, cache, parent)
     return 0
 
 
