@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -920,15 +920,3 @@ def write_tables(out: str | os.PathLike[str]) -> dict[str, Path]:
             pl.concat(frames).sort("seed", "split", maintain_order=True).write_parquet(tmp)
         written[f"confusion-{name}"] = p
     return written
-
-
-def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """A :class:`TrainConfig` from a dict (unknown keys are an error)."""
-    return TrainConfig(**d)
-
-
-def config_to_dict(c: TrainConfig) -> dict[str, Any]:
-    """A JSON-friendly dict of a :class:`TrainConfig`."""
-    d = asdict(c)
-    d["milestones"] = list(c.milestones)
-    return d
