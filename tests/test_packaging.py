@@ -36,6 +36,12 @@ TORCH_FREE_MODULES = [
     "gexplain.io",
     "gexplain.io.tcga",
     "gexplain.kernels.parse",
+    "gexplain.cli.train",
+    "gexplain.models",
+    "gexplain.models._graph",
+    "gexplain.models._predict",
+    "gexplain.models._export",
+    "gexplain.models._sklearn",
 ]
 
 

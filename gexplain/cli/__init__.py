@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "simulate": "gexplain.cli.simulate:simulate",
     "import": "gexplain.cli.io:import_group",
     "export": "gexplain.cli.io:export_group",
+    "train": "gexplain.cli.train:train",
+    "predict": "gexplain.cli.train:predict",
 }
 
 
