@@ -219,3 +219,10 @@ def test_value_transforms_and_lazy_namespace():
 def test_rss_helper_is_meaningful():
     # guards the RSS-based test above: touching 80 MB must show up.
     assert resource.getpagesize() == 4096
+
+
+def test_info_does_not_count_missing_labels_as_a_class():
+    c = Cohort(np.zeros((3, 1)), {"sample_id": ["a", "b", "c"], "label": ["x", None, "x"]})
+    info = c.info()
+    assert info["classes"] == {"x": 2}
+    assert info["n_unlabelled"] == 1

@@ -19,9 +19,14 @@ from ..errors import GexplainError
 
 # name -> "module:attribute"; the help line is taken from the command itself.
 COMMANDS: dict[str, str] = {
+    "explain": "gexplain.cli.explain:explain",
     "info": "gexplain.cli.info:info",
     "preprocess": "gexplain.cli.preprocess:preprocess",
     "simulate": "gexplain.cli.simulate:simulate",
+    "import": "gexplain.cli.io:import_group",
+    "export": "gexplain.cli.io:export_group",
+    "train": "gexplain.cli.train:train",
+    "predict": "gexplain.cli.train:predict",
 }
 
 

@@ -446,7 +446,15 @@ class Cohort:
 
     # ------------------------------------------------------------------ interop
     def to_anndata(self) -> anndata.AnnData:
-        """An :class:`anndata.AnnData` (``obs`` = samples, ``var`` = genes; needs the ``h5ad`` extra)."""
+        """An :class:`anndata.AnnData` (``obs`` = samples, ``var`` = genes; needs the ``h5ad`` extra).
+
+        ``X`` is a float32 copy of the matrix. The cohort meta (units, provenance,
+        preprocessing) travels as a JSON string in ``uns["gexplain_meta"]``, which
+        h5ad files can store (nested lists of dicts they cannot), and which
+        :func:`gexplain.io.read_h5ad` restores.
+        """
+        import json
+
         try:
             import anndata as ad
         except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -455,9 +463,8 @@ class Cohort:
         var = self._genes.to_pandas().set_index("gene_id")
         obs.index = obs.index.astype(str)
         var.index = var.index.astype(str)
-        return ad.AnnData(
-            X=np.array(self._x), obs=obs, var=var, uns={"gexplain": _jsonable(self.meta)}
-        )
+        meta = json.dumps(_jsonable(self.meta))
+        return ad.AnnData(X=np.array(self._x), obs=obs, var=var, uns={"gexplain_meta": meta})
 
     def info(self) -> dict[str, Any]:
         """Summary used by ``gexplain info``: sizes, classes, units, NaN count, provenance."""
@@ -472,8 +479,9 @@ class Cohort:
             "n_nan": n_nan,
         }
         if self.has_labels:
-            counts = self.labels.value_counts().sort("label")
+            counts = self.labels.drop_nulls().value_counts().sort("label")
             out["classes"] = {str(k): int(v) for k, v in zip(counts["label"], counts["count"])}
+            out["n_unlabelled"] = int(self.labels.null_count())
         if "split" in self._samples.columns:
             counts = self._samples["split"].value_counts().sort("split")
             out["splits"] = {str(k): int(v) for k, v in zip(counts["split"], counts["count"])}

@@ -80,52 +80,68 @@ def _values_offset(path: Path) -> int:
         mm.close()
 
 
-class _HoleSink:
-    """File-like sink for ``pa.PythonFile`` that turns large zero buffers into file holes."""
+class _HoleWriter:
+    """File sink for Arrow that seeks over large all-zero writes, leaving a sparse hole.
 
-    def __init__(self, f: Any, min_hole: int) -> None:
+    Arrow hands the record batch body over as one zero-copy buffer; skipping it
+    makes preallocating a multi-GB matrix cost milliseconds instead of a full
+    write of zeros (a hole reads back as zeros). With ``known_zero`` the
+    caller guarantees that large buffers are zeros and they are not scanned.
+    """
+
+    def __init__(self, f: Any, known_zero: bool = False) -> None:
         self.f = f
-        self.min_hole = min_hole
-        self.closed = False
+        self.pos = 0
+        self.known_zero = known_zero
 
     def write(self, data: Any) -> int:
-        if isinstance(data, pa.Buffer) and data.size >= self.min_hole:
-            self.f.seek(data.size, os.SEEK_CUR)  # sparse: reads back as zeros
-            return data.size
-        return self.f.write(data)
+        mv = memoryview(data)
+        n = mv.nbytes
+        if n >= 1 << 20 and (self.known_zero or not np.frombuffer(mv, dtype=np.uint8).any()):
+            self.f.seek(n, os.SEEK_CUR)
+        else:
+            self.f.write(mv)
+        self.pos += n
+        return n
 
     def tell(self) -> int:
-        return self.f.tell()
+        return self.pos
 
     def flush(self) -> None:
         self.f.flush()
 
     def close(self) -> None:
-        self.closed = True
+        self.f.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.f.closed
 
     def writable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 def preallocate_expression(path: Path, n_samples: int, n_genes: int) -> np.memmap:
     """Create ``expression.arrow`` for ``n_samples × n_genes`` and return a writable memmap.
 
-    The file is a valid single-batch IPC file of zeros; rows are then written in
-    place through the returned memmap. The zero values are not written: the IPC
-    writer's values buffer becomes a hole of a sparse file (reads back as zeros;
-    filesystems without holes allocate zeros), so pre-allocating costs no I/O
-    and the file's data is written once, by the rows.
+    The file is a valid single-batch IPC file filled with zeros; rows are then
+    written in place (:meth:`CohortWriter.write`, or the returned memmap). The
+    zero values are a sparse hole: the batch body comes from an anonymous
+    mapping that is never touched (no memory) and the sink seeks over it, so
+    this takes milliseconds and no disk space until rows are written.
     """
-    # an anonymous mapping reads as zeros and is never touched: no memory is used
     anon = mmap.mmap(-1, max(4 * n_samples * n_genes, 1))
     zeros = np.frombuffer(anon, dtype=np.float32, count=n_samples * n_genes)
     schema = expression_schema(n_genes)
     batch = pa.record_batch([fixed_size_list(zeros.reshape(n_samples, n_genes))], schema=schema)
-    with open(path, "wb") as f:
-        sink = pa.PythonFile(_HoleSink(f, min_hole=1 << 16), mode="w")
+    with open(path, "wb") as raw:
+        sink = _HoleWriter(raw, known_zero=True)
         with pa.ipc.new_file(sink, schema) as writer:
             writer.write_batch(batch)
-        f.truncate()  # the size is right even if the file ends in a hole
+        raw.truncate(sink.pos)  # in case the file ends in a hole
     del batch, zeros
     anon.close()
     offset = _values_offset(path)
@@ -327,7 +343,9 @@ class CohortWriter:
 
         if samples.height != self.n_samples:
             raise ValueError(f"samples table has {samples.height} rows, expected {self.n_samples}")
-        self.expression.flush()
+        # No msync here: unmapping leaves the written pages in the page cache, which
+        # every reader sees and the OS writes back. A synchronous flush would wait
+        # for the disk (seconds for a GB matrix) while no other output is fsynced.
         self._close_fd()
         del self.expression
         # validate tables the same way an in-memory cohort would be
