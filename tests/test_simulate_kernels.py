@@ -101,6 +101,14 @@ def test_binomial_matches_pmf(n, p):
     assert abs(x.mean() - n * p) < 5 * math.sqrt(n * p * (1 - p) / size)
 
 
+def test_log_odds_of_the_smaller_probability():
+    p = np.array([0.0, 0.1, 0.5, 0.75, 1.0, 1e-300])
+    q = np.minimum(p, 1 - p)
+    with np.errstate(divide="ignore"):
+        want = np.log(q / (1 - q))
+    np.testing.assert_allclose(K.log_odds(p), want, rtol=1e-15)
+
+
 def test_exp_polynomial_is_accurate():
     @numba.njit
     def many(x):
@@ -177,6 +185,16 @@ def _tiny_sim(**kw) -> Simulation:
         {"membership": "disjoint", "pathway_size": 4, "n_pathways": 10},
         {"n_pathways": 1, "informative_pathways": 0, "n_genes": 3, "membership_prob": 0.9},
         {"reads": 40, "units": "counts"},
+        # one gene, one pathway, one class, one sample
+        {
+            "n_genes": 1,
+            "n_pathways": 1,
+            "membership": "disjoint",
+            "pathway_size": 1,
+            "n_classes": 1,
+            "samples_per_class": 1,
+            "informative_pathways": 1,
+        },
     ],
 )
 def test_simulate_samples_equals_naive_twin(kw):
