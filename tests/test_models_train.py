@@ -236,14 +236,12 @@ def test_training_needs_labels_and_split(cohort):
 def test_simulated_demo_cohort_reaches_95_percent_with_the_paper_recipe():
     """All four kinds, the paper's full recipe (25 epochs), on the simulator's demo preset.
 
-    The demo preset as shipped (6 classes, 100 samples per class, 5 informative
-    pathways of 10 genes each) gives 0.86-0.93 balanced test accuracy with this
-    recipe: 50 biomarker genes per class against SIMU1's 370. A stronger class
-    prior (12 instead of 8) restores SIMU-like separability.
+    The demo preset has 6 classes, 100 samples per class and 8 informative
+    pathways of 10 genes per class (80 biomarkers; SIMU1 has 370).
     """
     from gexplain import simulate
 
-    demo = simulate.simulate("demo", seed=0, class_prior=12.0)
+    demo = simulate.simulate("demo", seed=0)
     data = TrainingData(demo)
     graph = data.build_graph(0.5)
     assert graph.adjacency.nnz > 0

@@ -179,7 +179,7 @@ def test_to_disk_equals_in_memory_and_carries_the_truth(tmp_path, demo):
     assert np.array_equal(c.expression, demo.expression)
     assert c.samples.equals(demo.samples) and c.genes.equals(demo.genes)
     assert c.truth.biomarkers.equals(demo.truth.biomarkers)
-    assert c.truth.summary()["biomarkers_per_class"] == {f"C0{k}": 50 for k in range(6)}
+    assert c.truth.summary()["biomarkers_per_class"] == {f"C0{k}": 80 for k in range(6)}
     assert c.meta["provenance"][0]["params"] == demo.meta["provenance"][0]["params"]
     with pytest.raises(gx.GexplainError, match="exists"):
         simulate_to_disk(path, "demo", seed=0, quiet=True)
@@ -280,7 +280,7 @@ def test_cli_simulate_and_info(tmp_path, cli):
     )
     assert np.array_equal(c.expression, expected.expression)
     info = cli.invoke(main, ["info", str(out)])
-    assert info.exit_code == 0 and "biomarkers per class    50" in info.output
+    assert info.exit_code == 0 and "biomarkers per class    80" in info.output
     assert "simulated               seed 3, disjoint pathways" in info.output
 
 

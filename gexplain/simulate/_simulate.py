@@ -324,7 +324,7 @@ def simulate_to_disk(
     >>> path = gx.simulate.simulate_to_disk(os.path.join(tempfile.mkdtemp(), "demo"), seed=0)
     >>> c = gx.Cohort.load(path)
     >>> c.shape, c.truth.summary()["informative_pathways_per_class"]
-    ((600, 1000), 5)
+    ((600, 1000), 8)
     """
     sim, origin = _simulation(preset, seed, overrides)
     p = sim.params
