@@ -216,7 +216,7 @@ def test_simulate_samples_equals_naive_twin(kw):
 
 
 def test_same_output_on_one_or_two_threads_and_any_chunk_size():
-    sim = Simulation(get_params("demo", n_genes=300, n_pathways=30, samples_per_class=9), seed=8)
+    sim = Simulation(get_params("demo", n_genes=600, n_pathways=60, samples_per_class=9), seed=8)
     n = sim.n_samples
     before = numba.get_num_threads()
     try:
