@@ -1,0 +1,359 @@
+"""Prediction-gap kernels: deletion curves and Gaussian-perturbation gaps in the first layer's space.
+
+A compiled model is ``f(x) = out(head(z))`` with ``z = x @ W + b`` (``W`` is
+``G × H``, H small). Both kernels below work on ``z`` instead of ``x``:
+
+**Deletion curves** (the paper's PGI/PGU/PGR). For one sample ``x``, a
+baseline ``x'`` and an order of the genes, the curve point ``i`` is the
+explained value after the first ``i`` blocks of ``g`` genes (in that order)
+were set to the baseline. Setting block ``B`` to the baseline moves ``z`` by
+``Σ_{j∈B} (x'_j − x_j) W[j, :]``, so the kernel computes ``z = x W + b`` once
+(one pass over ``W``), then for each block adds the contributions of its
+genes (cumulatively) and runs the small head: the whole curve costs one more
+pass over ``W`` (``G·H``) plus ``N`` head evaluations, instead of ``N`` full
+forwards (``N·G·H``). Accumulation is in float64, genes of a block in order.
+
+**Gaussian perturbations** (OpenXAI's PGI/PGU). A perturbation adds noise
+``δ`` to some genes; ``z`` moves by ``Σ_j δ_j W[j, :]``. PGI perturbs the top-k
+genes (cost ``k·H``); PGU perturbs the others, computed as the full noise's
+shift minus the top-k part (cost ``G·H`` once per perturbation, then ``k·H``
+for every k of the grid, which share the same draws).
+
+**Draw order** (random numbers, per sample). Each sample ``i`` has its own
+seed (from :func:`gexplain._rng.sample_seeds`, by *global* sample index); the
+kernels call ``np.random.seed(seeds[i])`` and then draw, in this order:
+
+- :func:`random_order` — ``np.random.permutation(G)`` once per random order,
+  the draws ``r = 0, 1, ...`` in sequence.
+- :func:`openxai_gaps` — for perturbation ``t = 0 .. n_perturb − 1``: ``G``
+  standard normals, gene ``0`` first (``δ_j = std · N(0, 1)``). The same draws
+  serve PGI and PGU and every ``k``.
+
+Numba keeps a random state per thread and the kernels reseed it per sample,
+so results do not depend on the thread count or the chunking. Every sample's
+arithmetic is serial, so results are also bitwise identical on 1 or N threads.
+
+Ties in an attribution order are broken by gene index (stable sorts): PGI
+orders by attribution descending, PGU ascending, both with equal values kept in
+increasing gene index.
+"""
+
+# ruff: noqa: NPY002  (Numba has only the legacy, per-thread np.random state; seeded per sample)
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .head import OUT_LOGIT, OUT_LOGPROB, head_forward
+
+
+@njit(cache=True)
+def output_value(logits, target, mode):
+    """The explained scalar from the logits: logit, softmax probability or log-probability."""
+    if mode == OUT_LOGIT:
+        return logits[target]
+    c = logits.shape[0]
+    m = logits[0]
+    for j in range(1, c):
+        if logits[j] > m:
+            m = logits[j]
+    s = 0.0
+    for j in range(c):
+        s += math.exp(logits[j] - m)
+    logp = logits[target] - m - math.log(s)
+    if mode == OUT_LOGPROB:
+        return logp
+    return math.exp(logp)
+
+
+@njit(cache=True)
+def _first_layer(x, W, b, z):
+    h = W.shape[1]
+    for k in range(h):
+        z[k] = b[k]
+    for j in range(W.shape[0]):
+        v = np.float64(x[j])
+        if v != 0.0:
+            for k in range(h):
+                z[k] += v * W[j, k]
+
+
+@njit(cache=True)
+def _value(layers, params, z, acts, target, mode):
+    return output_value(head_forward(layers, params, z, acts), target, mode)
+
+
+@njit(cache=True)
+def stable_order(values, descending):
+    """Indices sorting ``values`` (descending or ascending), ties by increasing index."""
+    if descending:
+        return np.argsort(-values, kind="mergesort")
+    return np.argsort(values, kind="mergesort")
+
+
+@njit(cache=True)
+def random_order(d):
+    """One uniformly random permutation of ``0 .. d-1`` from the current (per-sample) state."""
+    return np.random.permutation(d)
+
+
+@njit(cache=True)
+def _curve(x, base, W, z0, order, block, n_blocks, layers, params, acts, z, target, mode, out):
+    """Deletion curve of one order into ``out`` (length n_blocks + 1); ``z0`` is x's z."""
+    h = W.shape[1]
+    for k in range(h):
+        z[k] = z0[k]
+    out[0] = _value(layers, params, z, acts, target, mode)
+    for i in range(n_blocks):
+        for p in range(i * block, (i + 1) * block):
+            j = order[p]
+            dv = np.float64(base[j]) - np.float64(x[j])
+            if dv != 0.0:
+                for k in range(h):
+                    z[k] += dv * W[j, k]
+        out[i + 1] = _value(layers, params, z, acts, target, mode)
+
+
+@njit(cache=True, parallel=True)
+def deletion_curves(
+    X,
+    W,
+    b,
+    layers,
+    params,
+    n_acts,
+    B,
+    base_index,
+    targets,
+    mode,
+    block,
+    attr,
+    orders,
+    order_index,
+    seeds,
+    n_random,
+):
+    """Deletion curves of every sample for its local, given and random orders.
+
+    Parameters
+    ----------
+    X : (n, G) float32/float64
+        Model inputs.
+    W, b : (G, H), (H,) float64
+        First linear map.
+    layers, params, n_acts
+        The head program (see :mod:`gexplain.kernels.head`).
+    B : (m, G) float64
+        Baseline rows; sample ``i`` uses ``B[base_index[i]]``.
+    targets : (n,) int64
+        Explained class of each sample.
+    mode : int
+        Output mode (logit, probability, log-probability).
+    block : int
+        Genes per block ``g``; the curve has ``N + 1 = G // g + 1`` points.
+    attr : (n, G) float, or (0, G)
+        Local attributions; when given, curves 0 and 1 are its PGI order
+        (descending) and PGU order (ascending).
+    orders : (q, G) int64
+        Shared orders (e.g. one per class and aggregation); sample ``i`` uses
+        rows ``order_index[i, :]`` (``order_index`` is ``(n, K_g)``, ``-1``
+        skips: its curve is left NaN).
+    seeds : (n,) uint32
+        Per-sample seeds of the random orders.
+    n_random : int
+        Random orders per sample (the last ``n_random`` curves).
+
+    Returns
+    -------
+    curves : (n, K, N + 1) float64
+        ``K = 2·[attr given] + K_g + n_random``.
+    """
+    n = X.shape[0]
+    G = W.shape[0]
+    h = W.shape[1]
+    n_blocks = G // block
+    n_local = 2 if attr.shape[0] > 0 else 0
+    n_given = order_index.shape[1]
+    K = n_local + n_given + n_random
+    out = np.full((n, K, n_blocks + 1), np.nan)
+    for i in prange(n):
+        acts = np.empty(n_acts)
+        z0 = np.empty(h)
+        z = np.empty(h)
+        x = X[i]
+        base = B[base_index[i]]
+        t = targets[i]
+        _first_layer(x, W, b, z0)
+        if n_local:
+            a = attr[i].astype(np.float64)
+            o = stable_order(a, True)
+            _curve(x, base, W, z0, o, block, n_blocks, layers, params, acts, z, t, mode, out[i, 0])
+            o = stable_order(a, False)
+            _curve(x, base, W, z0, o, block, n_blocks, layers, params, acts, z, t, mode, out[i, 1])
+        for q in range(n_given):
+            r = order_index[i, q]
+            if r >= 0:
+                _curve(
+                    x,
+                    base,
+                    W,
+                    z0,
+                    orders[r],
+                    block,
+                    n_blocks,
+                    layers,
+                    params,
+                    acts,
+                    z,
+                    t,
+                    mode,
+                    out[i, n_local + q],
+                )
+        if n_random > 0:
+            np.random.seed(seeds[i])
+            for r in range(n_random):
+                o = random_order(G)
+                _curve(
+                    x,
+                    base,
+                    W,
+                    z0,
+                    o,
+                    block,
+                    n_blocks,
+                    layers,
+                    params,
+                    acts,
+                    z,
+                    t,
+                    mode,
+                    out[i, n_local + n_given + r],
+                )
+    return out
+
+
+@njit(cache=True)
+def random_orders(seeds, n_random, d):
+    """The random orders :func:`deletion_curves` draws, as ``(n, n_random, d)`` (for tests)."""
+    n = seeds.shape[0]
+    out = np.empty((n, n_random, d), dtype=np.int64)
+    for i in range(n):
+        np.random.seed(seeds[i])
+        for r in range(n_random):
+            out[i, r] = random_order(d)
+    return out
+
+
+@njit(cache=True)
+def _draw_noise(delta, std):
+    for j in range(delta.shape[0]):
+        delta[j] = std * np.random.standard_normal()
+
+
+@njit(cache=True)
+def gaussian_noise(seeds, n_perturb, d, std):
+    """The noise :func:`openxai_gaps` draws, as ``(n, n_perturb, d)`` (for tests)."""
+    n = seeds.shape[0]
+    out = np.empty((n, n_perturb, d))
+    for i in range(n):
+        np.random.seed(seeds[i])
+        for t in range(n_perturb):
+            _draw_noise(out[i, t], std)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def topk_abs_orders(attr, kmax, seeds, randomize):
+    """First ``kmax`` genes of each row by ``|attr|`` descending (ties by gene index).
+
+    With ``randomize``, a random permutation from the row's seed instead (the
+    random-attribution control; the attributions are then ignored).
+    """
+    n = attr.shape[0]
+    d = attr.shape[1]
+    out = np.empty((n, kmax), dtype=np.int64)
+    for i in prange(n):
+        if randomize:
+            np.random.seed(seeds[i])
+            o = random_order(d)
+        else:
+            o = stable_order(np.abs(attr[i].astype(np.float64)), True)
+        for p in range(kmax):
+            out[i, p] = o[p]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def openxai_gaps(X, W, b, layers, params, n_acts, targets, mode, top, ks, n_perturb, std, seeds):
+    """OpenXAI prediction gaps: mean over perturbations of ``|f(x̃) − f(x)|``.
+
+    Parameters
+    ----------
+    X, W, b, layers, params, n_acts, targets, mode
+        As in :func:`deletion_curves`.
+    top : (n, kmax) int64
+        Each sample's genes by decreasing importance (at least ``max(ks)``).
+    ks : (nk,) int64
+        Increasing numbers of top genes.
+    n_perturb : int
+        Perturbations per sample.
+    std : float
+        Noise standard deviation (model input units).
+    seeds : (n,) uint32
+        Per-sample seeds (draw order in the module docstring).
+
+    Returns
+    -------
+    pgi, pgu : (n, nk) float64
+        Noise on the top-k genes (PGI) or on all the others (PGU).
+    """
+    n = X.shape[0]
+    G = W.shape[0]
+    h = W.shape[1]
+    nk = ks.shape[0]
+    pgi = np.zeros((n, nk))
+    pgu = np.zeros((n, nk))
+    kmax = ks[nk - 1] if nk > 0 else 0
+    for i in prange(n):
+        acts = np.empty(n_acts)
+        z0 = np.empty(h)
+        zall = np.empty(h)
+        ztop = np.empty(h)
+        z = np.empty(h)
+        delta = np.empty(G)
+        x = X[i]
+        t = targets[i]
+        _first_layer(x, W, b, z0)
+        f0 = _value(layers, params, z0, acts, t, mode)
+        np.random.seed(seeds[i])
+        for _ in range(n_perturb):
+            _draw_noise(delta, std)
+            for k in range(h):
+                zall[k] = 0.0
+                ztop[k] = 0.0
+            for j in range(G):
+                dv = delta[j]
+                for k in range(h):
+                    zall[k] += dv * W[j, k]
+            p = 0
+            for q in range(nk):
+                while p < ks[q] and p < kmax:
+                    j = top[i, p]
+                    dv = delta[j]
+                    for k in range(h):
+                        ztop[k] += dv * W[j, k]
+                    p += 1
+                for k in range(h):
+                    z[k] = z0[k] + ztop[k]
+                pgi[i, q] += abs(_value(layers, params, z, acts, t, mode) - f0)
+                for k in range(h):
+                    z[k] = z0[k] + (zall[k] - ztop[k])
+                pgu[i, q] += abs(_value(layers, params, z, acts, t, mode) - f0)
+        if n_perturb > 0:
+            for q in range(nk):
+                pgi[i, q] /= n_perturb
+                pgu[i, q] /= n_perturb
+    return pgi, pgu
