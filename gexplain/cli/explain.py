@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import overwrite_option, quiet_option, say
+from ._scheduler import scheduler_option
 
 _METHODS = [
     "auto",
@@ -102,6 +103,7 @@ def _steps(value: str | None) -> int | str | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Attributions folder to write.",
 )
+@scheduler_option
 @quiet_option
 @overwrite_option
 def explain(
@@ -119,6 +121,8 @@ def explain(
     chunk_size: int | None,
     fill_missing: float | None,
     out: Path,
+    scheduler: str | None,
+    retries: int,
     quiet: bool,
     overwrite: bool,
 ) -> None:
@@ -136,6 +140,8 @@ def explain(
       gexplain explain cohort/ lr.onnx --target all --output logit --out attr-all/
       gexplain explain cohort/ model.onnx --method gausslegendre --steps auto --out attr/
       gexplain explain cohort/ model.onnx --baseline zeros --baseline train-mean --out attr/
+      gexplain explain cohort/ mlp.onnx --scheduler local:2 --out attr/
+      gexplain explain cohort/ mlp.onnx --scheduler tcp://10.0.0.5:8786 --out attr/
     """
     from ..explain import explain_cohort
 
@@ -158,6 +164,8 @@ def explain(
         chunk_size=chunk_size,
         overwrite=overwrite,
         quiet=True if quiet else None,
+        scheduler=scheduler,
+        retries=retries,
     )
     if not quiet:
         from ..explain import Attributions

@@ -14,6 +14,7 @@ import click
 # of gexplain.simulate is cheap (numba kernels load only when sampling).
 from ..simulate._params import PRESETS, SimulationParams
 from ._common import echo_json, overwrite_option, quiet_option, say
+from ._scheduler import scheduler_option
 
 _HELP = {
     "n_classes": "Number of classes C.",
@@ -86,6 +87,7 @@ def _param_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Samples per chunk (default ~32 MB); does not change the output.",
 )
 @click.option("--show-params", is_flag=True, help="Print the resolved parameters as JSON and exit.")
+@scheduler_option
 @overwrite_option
 @quiet_option
 def simulate(
@@ -94,6 +96,8 @@ def simulate(
     out: Path | None,
     chunk_size: int | None,
     show_params: bool,
+    scheduler: str | None,
+    retries: int,
     overwrite: bool,
     quiet: bool,
     **overrides: Any,
@@ -115,6 +119,7 @@ def simulate(
       gexplain simulate --preset simu2 --n-classes 10 --units counts --seed 1 --out s2/
       gexplain simulate --preset demo --class-proportions 5,1,1,1,1,1 --n-samples 1000 -o imb/
       gexplain simulate --preset simu1 --show-params
+      gexplain simulate --preset simu1 --scheduler local:2 --out simu1/
     """
     from ..simulate import get_params, simulate_to_disk
 
@@ -133,6 +138,8 @@ def simulate(
         chunk_size=chunk_size,
         overwrite=overwrite,
         quiet=True if quiet else None,
+        scheduler=scheduler,
+        retries=retries,
         **overrides,
     )
     say(

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,8 @@ from ._ig import (
     resolve_settings,
     resolve_target,
 )
+
+log = logging.getLogger("gexplain.explain")
 
 #: Memory budget (bytes) of one chunk's float64 work arrays when the chunk size is automatic.
 CHUNK_BUDGET = 256 * 2**20
@@ -364,6 +369,8 @@ def explain_cohort(
     chunk_size: int | None = None,
     overwrite: bool = False,
     quiet: bool | None = None,
+    scheduler: Any = None,
+    retries: int = 2,
 ) -> Path:
     """Explain a stored cohort chunk by chunk into the attributions folder ``out``.
 
@@ -371,7 +378,21 @@ def explain_cohort(
     targets; finished chunks are kept in ``.OUT.partial`` so that an interrupted
     run resumes where it stopped (same parameters); the folder appears
     atomically when every chunk is done. Parameters as in
-    :func:`integrated_gradients`.
+    :func:`integrated_gradients`, and:
+
+    Parameters
+    ----------
+    scheduler
+        ``None`` (this process), or run the chunks on a Dask cluster:
+        ``"local:N"`` (a LocalCluster of N single-threaded workers for this
+        call), a scheduler address ``"tcp://host:8786"`` or a
+        :class:`distributed.Client` (see :mod:`gexplain.distributed`). Workers
+        read their chunks from the stored cohort (``out`` and the cohort must
+        be on storage every worker sees) and write them into the partial
+        folder; the result is byte-identical to a local run with the same
+        chunk size, and a local run can resume a distributed one and back.
+    retries
+        With a scheduler: reruns of a chunk that raised.
 
     Returns
     -------
@@ -421,6 +442,9 @@ def explain_cohort(
         if run.correct_only or run.x.shape[0] == 0
         else _DirectValues(part, run.x.shape[0] * T, G)
     )
+    if scheduler is not None:
+        names = _explain_distributed(run, part, direct, cohort, scheduler, quiet, retries, fill)
+        return _commit(part, run, names, direct)
     bar = progress(total=run.x.shape[0], desc="explain", quiet=quiet, unit="sample")
     with bar:
         for i, (start, stop) in enumerate(run.chunks()):
@@ -478,17 +502,23 @@ class _DirectValues:
             os.close(fd)
 
 
-def _write_chunk(part: PartialDir, name: str, res: ChunkResult, *, with_values: bool) -> None:
-    tmp = part.chunk_path(f".{name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+def _write_chunk(
+    part: PartialDir | _ChunkDir, name: str, res: ChunkResult, *, with_values: bool
+) -> None:
+    # a private temporary name: on a cluster two attempts at a chunk may overlap
+    tmp = part.chunk_path(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()
     if with_values:
         np.save(tmp / "values.npy", res.values)
     res.rows.write_parquet(tmp / "rows.parquet")
     if res.topk is not None:
         res.topk.write_parquet(tmp / "topk.parquet")
-    os.replace(tmp, part.chunk_path(name))
+    try:
+        os.replace(tmp, part.chunk_path(name))
+    except OSError:
+        if not part.chunk_path(name).is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another attempt finished it: same content
 
 
 def _commit(part: PartialDir, run: _Run, names: list[str], direct: _DirectValues | None) -> Path:
@@ -529,3 +559,233 @@ def _commit(part: PartialDir, run: _Run, names: list[str], direct: _DirectValues
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return part.commit(tmp)
+
+
+# ----------------------------------------------------------------------------- on a Dask cluster
+
+
+class _ChunkDir:
+    """The partial folder as seen by a worker: a path, no ownership (no cleanup, no params)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.dir = Path(path)
+
+    def chunk_path(self, name: str) -> Path:
+        return self.dir / name
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """What every chunk of a distributed explain run shares: paths and resolved settings.
+
+    Small (a few hundred bytes pickled): the model, baselines and cohort are
+    files that workers open themselves.
+    """
+
+    token: str
+    partial: str
+    cohort: str
+    model: str
+    baselines: str
+    fill: float | None
+    target: TargetSpec
+    settings: IGSettings
+    correct_only: bool
+    normalize: bool
+    top_k: int | None
+    n_targets: int
+    values: str | None  # preallocated attributions.arrow (rows known in advance), else None
+    values_offset: int
+
+
+@dataclass(frozen=True)
+class ExplainTask:
+    """One chunk: samples ``start .. stop-1`` of the stored cohort, saved as ``name``."""
+
+    job: ExplainJob
+    name: str
+    start: int
+    stop: int
+
+
+class _WorkerRun:
+    """A job's inputs, loaded once per worker process: model, memory-mapped cohort, baselines."""
+
+    def __init__(self, job: ExplainJob) -> None:
+        import json
+
+        from ..cohort import Cohort
+
+        self.model = CompiledModel.load(job.model)
+        self.cohort = Cohort.load(job.cohort)
+        self.gene_ids = list(self.model.gene_ids or self.cohort.gene_ids)
+        self.lookup = {c: i for i, c in enumerate(self.model.class_names)}
+        folder = Path(job.baselines)
+        self.baselines = []
+        for i, b in enumerate(json.loads((folder / "baselines.json").read_text())):
+            rows = np.load(folder / f"{i}.rows.npy", mmap_mode="r")
+            if b["kind"] != "per_sample":
+                rows = np.array(rows)
+            order = np.load(folder / f"{i}.order.npy") if b["order"] else None
+            self.baselines.append(Baseline(b["name"], rows, b["kind"], order))
+        self._local = threading.local()
+
+    @property
+    def workspace(self) -> Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = Workspace()
+        return ws
+
+
+def explain_task(task: ExplainTask) -> dict[str, Any]:
+    """Explain one chunk on a worker: read its rows, run the kernels, write its part.
+
+    The values go straight into the preallocated ``attributions.arrow`` at the
+    chunk's offset (or into the chunk folder when rows are not known in
+    advance); the chunk folder (row table, top-k) is renamed into place last,
+    which marks the chunk done. A chunk already done (a rerun after a lost
+    worker or a crashed driver) is not recomputed. Returns a small summary.
+    """
+    from ..distributed import limit_threads, pwrite_rows, worker_cache
+
+    job = task.job
+    part = _ChunkDir(job.partial)
+    summary = {"name": task.name, "start": task.start, "stop": task.stop, "computed": False}
+    if part.chunk_path(task.name).is_dir():
+        return summary
+    with limit_threads():
+        st: _WorkerRun = worker_cache(("explain", job.token), lambda: _WorkerRun(job))
+        chunk = st.cohort.select(samples=slice(task.start, task.stop))
+        data = st.model.prepare(chunk, fill=job.fill)
+        label_idx = None
+        if data.has_labels:
+            labels = data.labels.cast(pl.String).to_list()
+            label_idx = np.array(
+                [st.lookup.get(v, -1) if v is not None else -1 for v in labels], dtype=np.int64
+            )
+        ws = st.workspace
+        out = None
+        if job.values is not None:
+            out = ws.get(
+                "out", ((task.stop - task.start) * job.n_targets, st.model.n_genes), np.float32
+            )
+            out.fill(0.0)
+        res = explain_chunk(
+            st.model,
+            data.expression,
+            np.arange(task.start, task.stop, dtype=np.int64),
+            data.sample_ids,
+            label_idx,
+            st.baselines,
+            job.target,
+            job.settings,
+            st.gene_ids,
+            correct_only=job.correct_only,
+            normalize=job.normalize,
+            top_k=job.top_k,
+            out=out,
+            workspace=ws,
+        )
+        if job.values is not None:
+            row_bytes = 4 * st.model.n_genes
+            pwrite_rows(
+                job.values, job.values_offset + task.start * job.n_targets * row_bytes, res.values
+            )
+        _write_chunk(part, task.name, res, with_values=job.values is None)
+    return {**summary, "computed": True, "rows": res.rows.height}
+
+
+def _save_baselines(baselines: list[Baseline], folder: Path) -> None:
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    desc = []
+    for i, b in enumerate(baselines):
+        np.save(tmp / f"{i}.rows.npy", np.asarray(b.rows))
+        if b.order is not None:
+            np.save(tmp / f"{i}.order.npy", np.asarray(b.order))
+        desc.append({"name": b.name, "kind": b.kind, "order": b.order is not None})
+    write_json(tmp / "baselines.json", desc)
+    os.replace(tmp, folder)
+
+
+def _explain_job(
+    run: _Run, part: PartialDir, direct: _DirectValues | None, cohort: Any, fill: float | None
+) -> ExplainJob:
+    """Put the run's inputs where workers can read them and describe the job."""
+    token = uuid.uuid4().hex[:12]
+    work = part.chunk_path("dask")
+    work.mkdir(exist_ok=True)
+    model = work / "model.onnx"
+    if not model.exists():  # the model is fixed by the run's parameters (its digest)
+        tmp = work / f".model.{token}.tmp"
+        tmp.write_bytes(run.model.proto.SerializeToString())
+        os.replace(tmp, model)
+    source = getattr(cohort, "_path", None)
+    if source is None:  # an in-memory cohort: store it once for the workers
+        source = work / f"cohort-{token}"
+        cohort.save(source)
+    baselines = work / f"baselines-{token}"
+    _save_baselines(run.baselines, baselines)
+    return ExplainJob(
+        token=token,
+        partial=str(part.dir.resolve()),
+        cohort=str(Path(source).resolve()),
+        model=str(model.resolve()),
+        baselines=str(baselines.resolve()),
+        fill=fill,
+        target=run.target,
+        settings=run.settings,
+        correct_only=run.correct_only,
+        normalize=run.normalize,
+        top_k=run.top_k,
+        n_targets=run.n_targets,
+        values=None if direct is None else str(direct.path.resolve()),
+        values_offset=0 if direct is None else direct.offset,
+    )
+
+
+def _explain_distributed(
+    run: _Run,
+    part: PartialDir,
+    direct: _DirectValues | None,
+    cohort: Any,
+    scheduler: Any,
+    quiet: bool | None,
+    retries: int,
+    fill: float | None,
+) -> list[str]:
+    from ..distributed import map_chunks
+
+    chunks = list(run.chunks())
+    names = [f"chunk-{i:06d}" for i in range(len(chunks))]
+    if not chunks:
+        names = ["chunk-000000"]
+        _write_chunk(part, names[0], run.run_chunk(0, 0), with_values=direct is None)
+        return names
+    job = _explain_job(run, part, direct, cohort, fill)
+    tasks = [
+        ExplainTask(job, name, start, stop)
+        for name, (start, stop) in zip(names, chunks)
+        if not part.is_done(name)
+    ]
+    log.info(
+        "explain: %d of %d chunks already done, %d to run",
+        len(chunks) - len(tasks),
+        len(chunks),
+        len(tasks),
+    )
+    for _ in map_chunks(
+        explain_task,
+        tasks,
+        scheduler=scheduler,
+        quiet=quiet,
+        retries=retries,
+        desc="explain",
+        size=lambda t: t.stop - t.start,
+        unit="sample",
+    ):
+        pass
+    return names

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from ._model import SimulationModel, build_model
 from ._params import SimulationParams, get_params
 
 __all__ = ["Simulation", "sample_keys", "simulate", "simulate_to_disk"]
+
+log = logging.getLogger("gexplain.simulate")
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK_BYTES = 32 * 2**20
@@ -295,6 +299,8 @@ def simulate_to_disk(
     chunk_size: int | None = None,
     overwrite: bool = False,
     quiet: bool | None = None,
+    scheduler: Any = None,
+    retries: int = 2,
     **overrides: Any,
 ) -> Path:
     """Simulate a cohort straight into a cohort folder, chunk by chunk.
@@ -312,6 +318,15 @@ def simulate_to_disk(
         As :func:`simulate`.
     overwrite
         Replace an existing folder.
+    scheduler
+        ``None`` (this process), or simulate the chunks on a Dask cluster:
+        ``"local:N"``, a scheduler address or a :class:`distributed.Client`
+        (see :mod:`gexplain.distributed`). Each worker rebuilds the simulation
+        plan from the parameters and seed, samples its chunks and writes them
+        into the preallocated ``expression.arrow`` (``out`` must be on storage
+        every worker sees): the bytes are those of a local run.
+    retries
+        With a scheduler: reruns of a chunk that raised.
 
     Returns
     -------
@@ -341,6 +356,9 @@ def simulate_to_disk(
             "chunks": [chunks[0][1] - chunks[0][0], len(chunks)],
         },
     )
+    if scheduler is not None:
+        _simulate_distributed(sim, writer, chunks, scheduler, quiet, retries)
+        return writer.commit(sim.samples(), sim.meta(origin), sim.model.ground_truth())
     bar = progress(total=sim.n_samples, desc="simulate", quiet=quiet, unit="sample")
     # Double buffering: the kernel (which releases the GIL) fills one chunk
     # buffer while a thread writes the other to the file and marks it done
@@ -366,3 +384,91 @@ def simulate_to_disk(
             writing.join(raise_error=False)
         bar.close()
     return writer.commit(sim.samples(), sim.meta(origin), sim.model.ground_truth())
+
+
+# ----------------------------------------------------------------------------- on a Dask cluster
+
+
+@dataclass(frozen=True)
+class SimulateTask:
+    """One chunk of a distributed simulation: a sample range and where to write it (no data)."""
+
+    token: str
+    params: SimulationParams
+    seed: int
+    expression: str  # the preallocated expression.arrow
+    offset: int  # byte offset of its float32 values
+    done: str  # marker file created once the rows are written
+    start: int
+    stop: int
+
+
+def simulate_task(task: SimulateTask) -> dict[str, Any]:
+    """Sample rows ``start .. stop-1`` on a worker and write them in place.
+
+    The worker rebuilds the simulation plan from the parameters and seed (once
+    per job) and samples with the same per-sample streams as a local run; the
+    chunk's marker is created after its rows are written. Returns a summary.
+    """
+    from ..distributed import limit_threads, pwrite_rows, worker_cache
+
+    summary = {"start": task.start, "stop": task.stop, "computed": False}
+    if os.path.exists(task.done):
+        return summary
+    with limit_threads():
+        sim: Simulation = worker_cache(
+            ("simulate", task.token), lambda: Simulation(task.params, task.seed)
+        )
+        rows = sim.rows(task.start, task.stop)
+        pwrite_rows(task.expression, task.offset + 4 * task.start * sim.params.n_genes, rows)
+    Path(task.done).touch()
+    return {**summary, "computed": True}
+
+
+def _simulate_distributed(
+    sim: Simulation,
+    writer: CohortWriter,
+    chunks: list[tuple[int, int]],
+    scheduler: Any,
+    quiet: bool | None,
+    retries: int,
+) -> None:
+    import uuid
+
+    from ..distributed import map_chunks
+
+    expr = Path(writer.expression.filename).resolve()
+    done_dir = writer._partial  # resumable writer: its markers are the partial folder's
+    assert done_dir is not None
+    token = uuid.uuid4().hex[:12]
+    tasks = [
+        SimulateTask(
+            token,
+            sim.params,
+            sim.seed,
+            str(expr),
+            int(writer.expression.offset),
+            str(done_dir.chunk_path(f"done-{start}-{stop}").resolve()),
+            start,
+            stop,
+        )
+        for start, stop in chunks
+        if not writer.is_done(f"{start}-{stop}")
+    ]
+    log.info(
+        "simulate: %d of %d chunks already done, %d to run",
+        len(chunks) - len(tasks),
+        len(chunks),
+        len(tasks),
+    )
+    for _ in map_chunks(
+        simulate_task,
+        tasks,
+        scheduler=scheduler,
+        quiet=quiet,
+        retries=retries,
+        desc="simulate",
+        size=lambda t: t.stop - t.start,
+        unit="sample",
+    ):
+        pass
