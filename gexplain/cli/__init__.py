@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "export": "gexplain.cli.io:export_group",
     "train": "gexplain.cli.train:train",
     "predict": "gexplain.cli.train:predict",
+    "run": "gexplain.cli.run:run",
+    "demo": "gexplain.cli.run:demo",
+    "report": "gexplain.cli.run:report",
 }
 
 
