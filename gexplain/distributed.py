@@ -165,7 +165,7 @@ def get_client(scheduler: SchedulerLike) -> Iterator[Any]:
                 n_workers=value,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never clashes with another cluster
             ) as cluster,
             Client(cluster) as client,
         ):
