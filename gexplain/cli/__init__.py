@@ -19,6 +19,7 @@ from ..errors import GexplainError
 
 # name -> "module:attribute"; the help line is taken from the command itself.
 COMMANDS: dict[str, str] = {
+    "evaluate": "gexplain.cli.evaluate:evaluate",
     "explain": "gexplain.cli.explain:explain",
     "info": "gexplain.cli.info:info",
     "preprocess": "gexplain.cli.preprocess:preprocess",
