@@ -58,7 +58,7 @@ import polars as pl
 from .._atomic import PartialDir, write_json
 from .._progress import progress
 from .._version import __version__
-from ..errors import AlignmentError, InputError
+from ..errors import AlignmentError, GexplainError, InputError
 from ._result import CURVE_SCHEMA, SCORE_SCHEMA, MetricResult
 
 #: Metric families of :func:`evaluate` (``gexplain evaluate --metrics``).
@@ -237,14 +237,10 @@ class Scored:
     test_labels: np.ndarray | None  # their label indices (-1 unknown)
 
 
-def select_rows(
-    model: Any, prepared: Any, attr: Any, inp: ModelInput, *, split: str, all_samples: bool
-) -> Scored:
-    """Match attribution rows to cohort samples by id and keep the scored ones."""
-    ids = prepared.sample_ids
-    lookup = {s: i for i, s in enumerate(ids)}
-    rows = attr.rows
-    sids = rows["sample_id"].to_list()
+def sample_positions(prepared: Any, attr: Any, inp: ModelInput) -> np.ndarray:
+    """Cohort position of each attribution row, matched by ``sample_id``."""
+    lookup = {s: i for i, s in enumerate(prepared.sample_ids)}
+    sids = attr.rows["sample_id"].to_list()
     pos = np.array([lookup.get(s, -1) for s in sids], dtype=np.int64)
     if (pos < 0).any():
         missing = [s for s, p in zip(sids, pos, strict=True) if p < 0][:3]
@@ -252,24 +248,67 @@ def select_rows(
             f"{inp.attributions}: {int((pos < 0).sum())} attribution rows name samples absent "
             f"from the cohort (e.g. {', '.join(missing)})"
         )
+    return pos
+
+
+def check_split(prepared: Any, split: str, all_samples: bool) -> None:
+    """The paper's selection needs labels and a split holding samples."""
+    if all_samples:
+        return
+    samples = prepared.samples
+    if "split" not in samples.columns:
+        raise InputError(
+            f"the cohort has no 'split' column: cannot select the {split!r} samples "
+            "(create one with gexplain preprocess, or score every row with --all-samples)"
+        )
+    if not (samples["split"] == split).fill_null(False).any():
+        raise InputError(f"the cohort has no sample in split {split!r}")
+    if not prepared.has_labels:
+        raise InputError("the cohort has no 'label' column: cannot find correct samples")
+
+
+class PreparedCache:
+    """The cohort aligned to each distinct model gene list (one copy for all seeds)."""
+
+    def __init__(self, cohort: Any) -> None:
+        self.cohort = cohort
+        self._cache: dict[Any, Any] = {}
+
+    def get(self, model: Any) -> Any:
+        key = None if model.gene_ids is None else hash(tuple(model.gene_ids))
+        if key not in self._cache:
+            self._cache[key] = model.prepare(self.cohort)
+        return self._cache[key]
+
+
+def validate(inputs: list[ModelInput], cache: PreparedCache, s: Settings) -> None:
+    """Check every model, attributions folder and the cohort before any work is written."""
+    from ..explain import Attributions, CompiledModel
+
+    for inp in inputs:
+        model = CompiledModel.load(inp.path)
+        prepared = cache.get(model)
+        attr = Attributions.load(inp.attributions)
+        check_pair(model, attr, inp, model.gene_ids or prepared.gene_ids)
+        sample_positions(prepared, attr, inp)
+        check_split(prepared, s.split, s.all_samples)
+
+
+def select_rows(
+    model: Any, prepared: Any, attr: Any, inp: ModelInput, *, split: str, all_samples: bool
+) -> Scored:
+    """Match attribution rows to cohort samples by id and keep the scored ones."""
+    ids = prepared.sample_ids
+    pos = sample_positions(prepared, attr, inp)
     names = list(model.class_names)
     name_idx = {c: i for i, c in enumerate(names)}
-    tidx = rows["target_index"].to_numpy().astype(np.int64)
+    tidx = attr.rows["target_index"].to_numpy().astype(np.int64)
     samples = prepared.samples
     test_X = test_labels = None
     has_split = "split" in samples.columns
     if has_split:
         in_split = (samples["split"] == split).fill_null(False).to_numpy()
-    if not all_samples:
-        if not has_split:
-            raise InputError(
-                f"the cohort has no 'split' column: cannot select the {split!r} samples "
-                "(create one with gexplain preprocess, or score every row with --all-samples)"
-            )
-        if not in_split.any():
-            raise InputError(f"the cohort has no sample in split {split!r}")
-        if not prepared.has_labels:
-            raise InputError("the cohort has no 'label' column: cannot find correct samples")
+    check_split(prepared, split, all_samples)
     labels = (
         np.array([name_idx.get(str(v), -1) if v is not None else -1 for v in prepared.labels])
         if prepared.has_labels
@@ -688,6 +727,8 @@ def evaluate(
         "versions": _versions(),
     }
     truth = getattr(data_cohort, "truth", None)
+    cache = PreparedCache(data_cohort)
+    validate(inputs, cache, s)
     part: Any = None
     tmp_dir: Path | None = None
     if out is not None:
@@ -698,7 +739,12 @@ def evaluate(
         tmp_dir = Path(tempfile.mkdtemp(prefix="gexplain-evaluate-"))
         part = _MemoryPart(tmp_dir)
     try:
-        return _run(part, inputs, data_cohort, s, truth, control, meta, model_info, out, quiet)
+        return _run(part, inputs, cache, s, truth, control, meta, model_info, out, quiet)
+    except GexplainError:
+        # a bad input found late: leave no partial folder unless work was finished
+        if out is not None and not [n for n in part.done() if n != "params.json"]:
+            shutil.rmtree(part.dir, ignore_errors=True)
+        raise
     finally:
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -716,11 +762,14 @@ class _MemoryPart:
     def is_done(self, name: str) -> bool:
         return (self.dir / name).exists()
 
+    def done(self) -> list[str]:
+        return sorted(p.name for p in self.dir.iterdir())
+
 
 def _run(
     part: Any,
     inputs: list[ModelInput],
-    cohort: Any,
+    cache: PreparedCache,
     s: Settings,
     truth: Any,
     control: Any,
@@ -746,7 +795,7 @@ def _run(
     with bar:
         for inp, info in zip(inputs, model_info, strict=True):
             model = CompiledModel.load(inp.path)
-            prepared = model.prepare(cohort)
+            prepared = cache.get(model)
             gene_ids = model.gene_ids or prepared.gene_ids
             attr = Attributions.load(inp.attributions)
             check_pair(model, attr, inp, gene_ids)
