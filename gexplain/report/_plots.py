@@ -97,7 +97,7 @@ def prediction_gap_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes 
         ax.set_title(model)
         ax.set_xlabel("fraction of genes set to the baseline")
         if i % cols == 0:
-            ax.set_ylabel("drop of f_y (true-class prob.)")
+            ax.set_ylabel("drop of the explained output f_y")
     for j in range(len(models), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     fig.legend(

@@ -666,6 +666,9 @@ def render(
         "figures": ctx["figures"].files,
         "top_genes": ctx["top_genes"],
     }
+    for stale in folder.glob("fig-*.png"):
+        if stale.name not in ctx["figures"].files:
+            stale.unlink()
     write_json(folder / "summary.json", summary)
     with atomic_file(out_path) as tmp:
         tmp.write_text(page, encoding="utf-8")
