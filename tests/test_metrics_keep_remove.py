@@ -169,6 +169,12 @@ def test_bad_input(rng):
         keep_remove_curves(cm, x, [0, 1], ["a", "zz", "c"], np.zeros((3, 6)))
     with pytest.raises(InputError, match="scores"):
         keep_remove_curves(cm, x, [0, 1], ["a", "b", "c"], np.zeros((3, 5)))
+    with pytest.raises(InputError, match="non-finite"):
+        keep_remove_curves(cm, x, [0, 1], ["a"], np.full((1, 6), np.nan))
+    # a class without a ranking is left out
+    scores = np.vstack([np.arange(6.0), np.full(6, np.nan), np.arange(6.0)[::-1]])
+    res = keep_remove_curves(cm, x, [0, 1], ["a", "b", "c"], scores, random_draws=0)
+    assert set(res.curves.filter(variant="per-class")["class"].drop_nulls()) == {"a"}
     with pytest.raises(InputError, match="variant"):
         keep_remove_curves(cm, x, [0, 1], ["a"], np.zeros((1, 6)), variants=["x"])
 

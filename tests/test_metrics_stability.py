@@ -57,8 +57,13 @@ def test_stability_all_model_pairs_and_errors():
     assert count(same) == 2 and count(every) == 4
     with pytest.raises(InputError, match="genes"):
         stability({("a", 0): (["x"], np.zeros((1, 3))), ("a", 1): (["x"], np.zeros((1, 4)))})
-    with pytest.raises(InputError, match="non-finite"):
-        stability({("a", 0): (["x"], np.full((1, 3), np.nan))})
+    nan_row = {
+        ("a", 0): (["x", "y"], np.array([[1.0, 2, 3], [np.nan] * 3])),
+        ("a", 1): (["x", "y"], np.array([[1.0, 2, 3], [3.0, 2, 1]])),
+    }
+    res, pairs = stability(nan_row, ks=[1])
+    assert set(pairs["class"]) == {"x"}  # y has no ranking in run 0
+    assert res.score("spearman", "across-seeds") == 1.0
 
 
 def test_stability_identical_runs_score_one_from_class_scores():

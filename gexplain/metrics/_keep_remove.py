@@ -146,7 +146,9 @@ def keep_remove_curves(
     class_names
         Names of the rows of ``scores`` (model class names).
     scores
-        ``(C, G)`` per-class gene scores, higher = more important.
+        ``(C, G)`` per-class gene scores, higher = more important. A class whose
+        row is not finite (no explained samples) is left out: its genes enter no
+        union and it gets no per-class curve.
     ks
         Grid of ``k`` (default :func:`log_grid`).
     random_draws
@@ -182,8 +184,12 @@ def keep_remove_curves(
     g = cm.n_genes
     if s.shape != (len(names), g):
         raise InputError(f"scores have shape {s.shape}, expected ({len(names)}, {g})")
-    if not np.isfinite(s).all():
-        raise InputError("scores hold non-finite values (a class without explained samples?)")
+    finite = np.isfinite(s).all(axis=1)
+    if not finite.any():
+        raise InputError("every class's scores hold non-finite values (no explained samples?)")
+    # a class without explained samples (a NaN row) has no ranking: it is left out
+    s = s[finite]
+    names = [c for c, ok in zip(names, finite) if ok]
     lookup = {c: i for i, c in enumerate(cm.class_names)}
     missing = [c for c in names if c not in lookup]
     if missing:

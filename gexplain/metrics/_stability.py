@@ -89,7 +89,8 @@ def stability(
         ``{(model_kind, seed): (class_names, scores)}`` with ``scores`` a
         ``(C, G)`` array from :func:`~gexplain.metrics.class_scores` (same genes
         in the same order for every run). Classes are matched by name; only
-        classes present in both runs of a pair are compared.
+        classes present in both runs of a pair are compared, and a class whose
+        row is not finite (no explained samples) is left out.
     ks
         Top-k sizes (default 10, 100, 1000 below G).
     model_pairs
@@ -123,8 +124,9 @@ def stability(
             n_genes = s.shape[1]
         elif s.shape[1] != n_genes:
             raise InputError(f"run {key} has {s.shape[1]} genes, another run {n_genes}")
-        if not np.isfinite(s).all():
-            raise InputError(f"run {key} has non-finite scores (a class without samples?)")
+        finite = np.isfinite(s).all(axis=1)  # a class without explained samples: NaN row
+        s = np.ascontiguousarray(s[finite])
+        names = [c for c, ok in zip(names, finite) if ok]
         runs[(str(key[0]), int(key[1]))] = (names, s)
     if n_genes is None:
         return MetricResult(), pl.DataFrame(schema=PAIRWISE_SCHEMA)
