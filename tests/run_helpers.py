@@ -45,17 +45,25 @@ def tiny_run(tmp_path_factory: Any, evaluate: bool) -> Path:
     With ``evaluate=False`` the evaluate stage is disabled and the synthetic metrics of
     :func:`write_metrics` are put in its place; callers that modify the run copy it first.
     """
-    key = f"evaluate={evaluate}"
-    if key not in _CACHE:
-        from gexplain.run import run_experiment
+    from gexplain.run import run_experiment
 
+    if "base" not in _CACHE:
         out = tmp_path_factory.mktemp("run") / "tiny"
-        doc = tiny_experiment(evaluate={"enabled": evaluate}, report={"enabled": False})
+        doc = tiny_experiment(evaluate={"enabled": False}, report={"enabled": False})
         run_experiment(doc, out=out, quiet=True)
-        if not evaluate:
-            write_metrics(out / "metrics")
-        _CACHE[key] = out
-    return _CACHE[key]
+        write_metrics(out / "metrics")
+        _CACHE["base"] = out
+    if not evaluate:
+        return _CACHE["base"]
+    if "evaluated" not in _CACHE:
+        # the same run with the evaluate stage on: only that stage runs
+        out = copy_run(_CACHE["base"], tmp_path_factory.mktemp("run") / "tiny")
+        shutil.rmtree(out / "metrics")
+        doc = tiny_experiment(report={"enabled": False})
+        ran = run_experiment(doc, out=out, quiet=True).ran
+        assert ran == ["evaluate"], ran
+        _CACHE["evaluated"] = out
+    return _CACHE["evaluated"]
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -147,9 +155,10 @@ def write_metrics(folder: Path) -> None:
                 score(model, seed, cls, "precision@k", "abs", 10, None, 0.5)
             score(model, seed, None, "jaccard@k", "across-seeds", 10, None, 0.4)
             for x in np.linspace(0, 1, 11):
-                curve(model, seed, None, "PGI", "local", x, p * (1 - (1 - x) ** 3))
-                curve(model, seed, None, "PGU", "local", x, p * x**3)
-                curve(model, seed, None, "PGR", "random", x, p * x)
+                # f_y after removing a fraction x of the genes, from 0.9 down to 0.4
+                curve(model, seed, None, "PGI", "local", x, 0.9 - 0.5 * (1 - (1 - x) ** 3))
+                curve(model, seed, None, "PGU", "local", x, 0.9 - 0.5 * x**3)
+                curve(model, seed, None, "PGR", "random", x, 0.9 - 0.5 * x)
             for k in (1, 2, 5, 10, 20, 50, 100, 200):
                 frac = math.log(k) / math.log(200)
                 curve(model, seed, None, "keep", "abs", k, 0.33 + 0.6 * frac)

@@ -42,8 +42,14 @@ def _sections(page: str) -> dict[str, str]:
     return out
 
 
-def test_report_has_every_section_and_every_image_decodes(run_dir, tmp_path):
-    out = render(run_dir, tmp_path / "r" / "report.html")
+@pytest.fixture(scope="module")
+def rendered(run_dir, tmp_path_factory):
+    """The report of the tiny run with the synthetic metrics (rendered once)."""
+    return render(run_dir, tmp_path_factory.mktemp("report") / "r" / "report.html")
+
+
+def test_report_has_every_section_and_every_image_decodes(rendered):
+    out = rendered
     page = out.read_text()
     summary = json.loads((out.parent / "summary.json").read_text())
     sections = _sections(page)
@@ -65,9 +71,8 @@ def test_report_has_every_section_and_every_image_decodes(run_dir, tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', page)
 
 
-def test_headline_numbers_are_the_seed_means(run_dir, tmp_path):
-    render(run_dir, tmp_path / "report.html")
-    models = json.loads((tmp_path / "summary.json").read_text())["models"]
+def test_headline_numbers_are_the_seed_means(run_dir, rendered):
+    models = json.loads((rendered.parent / "summary.json").read_text())["models"]
     assert list(models) == list(MODELS)
     for m in MODELS:
         pgi = [pgi_value(m, s) for s in SEEDS]
@@ -108,18 +113,17 @@ def test_missing_metrics_are_reported_not_fatal(run_dir, tmp_path):
     assert set(st.values()) == {"missing"}
 
 
-def test_top_genes_agree_with_ground_truth(run_dir, tmp_path):
+def test_top_genes_agree_with_ground_truth(run_dir, rendered):
     from gexplain.cohort import Cohort
 
-    render(run_dir, tmp_path / "report.html", top_genes=5)
-    tops = json.loads((tmp_path / "summary.json").read_text())["top_genes"]
+    tops = json.loads((rendered.parent / "summary.json").read_text())["top_genes"]
     truth = Cohort.load(run_dir / "cohort").truth.biomarker_sets()
     assert set(tops) == set(MODELS)
     for tables in tops.values():
         assert [t["class"] for t in tables] == list(CLASSES)
         for t in tables:
             assert t["n_seeds"] == len(SEEDS)
-            assert len(t["genes"]) == 5
+            assert len(t["genes"]) == 10
             scores = [g["score"] for g in t["genes"]]
             assert scores == sorted(scores, reverse=True)
             for g in t["genes"]:
@@ -170,11 +174,22 @@ def test_top_genes_hand_computed(tmp_path):
     assert "1.50e-03" in comp or "0.002" in comp
 
 
-def test_stability_heatmap_k(run_dir, tmp_path):
-    page = render(run_dir, tmp_path / "a.html").read_text()
+def test_stability_heatmap_k(run_dir, rendered):
+    from gexplain.report._plots import jaccard_heatmap
+
+    page = rendered.read_text()
     assert "top-10 gene sets" in _sections(page)["stability"]  # both k equally common: smallest
-    page = render(run_dir, tmp_path / "b.html", jaccard_k=50).read_text()
-    assert "top-50 gene sets" in _sections(page)["stability"]
+    stab = pl.read_parquet(run_dir / "metrics" / "stability.parquet")
+    png, k = jaccard_heatmap(stab, list(MODELS), 50)
+    assert k == 50
+    decode_png(png)
+    # per-class rows only (no class-average rows): averaged over classes, same picture
+    per_class = pl.concat([stab.with_columns(pl.lit(c).alias("class")) for c in CLASSES])
+    assert jaccard_heatmap(per_class, list(MODELS), 50)[0] == png
+    assert jaccard_heatmap(stab.filter(pl.col("metric") == "spearman"), list(MODELS)) == (
+        None,
+        None,
+    )
 
 
 def test_cli_report(run_dir, tmp_path, cli):
@@ -187,3 +202,37 @@ def test_cli_report(run_dir, tmp_path, cli):
     assert all(len(t["genes"]) == 3 for t in summary["top_genes"]["mlp"])
     res = cli.invoke(main, ["report", str(tmp_path / "nope")])
     assert res.exit_code == 2
+
+
+def test_report_of_a_real_evaluation(tmp_path_factory, tmp_path):
+    """The tiny demo run end to end with gexplain.metrics.evaluate: every section filled."""
+    run = tiny_run(tmp_path_factory, evaluate=True)
+    out = render(run, tmp_path / "report.html")
+    page = out.read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["sections"] == {sid: "ok" for sid, _ in SECTIONS}
+    images = [base64.b64decode(b) for b in _IMG.findall(page)]
+    assert len(images) == 5
+    for png in images:
+        decode_png(png)
+    metrics = pl.read_parquet(run / "metrics" / "metrics.parquet")
+    for model in MODELS:
+        for key, metric, variant, control in (
+            ("PGI_local", "PGI", "local", None),
+            ("PGR", "PGR", "random", None),
+            ("FA_global_random", "FA", "global", "random"),
+        ):
+            rows = metrics.filter(
+                pl.col("class").is_null()
+                & (pl.col("model") == model)
+                & (pl.col("metric") == metric)
+                & (pl.col("variant") == variant)
+                & (pl.col("control").is_null() if control is None else pl.col("control") == control)
+            )
+            assert rows.height == len(SEEDS)
+            assert summary["models"][model][key]["mean"] == pytest.approx(rows["value"].mean())
+        h = summary["models"][model]
+        # accurate models on a simulated cohort: IG finds biomarkers far above chance,
+        # and removing the top genes first hurts more than a random order
+        assert h["FA_local"]["mean"] > h["FA_local_random"]["mean"] + 0.2
+        assert h["PGI_local"]["mean"] > h["PGR"]["mean"] > h["PGU_local"]["mean"]

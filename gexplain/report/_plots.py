@@ -66,7 +66,7 @@ def _mean_curve(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def prediction_gap_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes | None:
-    """PGI / PGU / PGR deletion curves per model: output drop vs fraction of genes removed."""
+    """PGI / PGU / PGR deletion curves per model: the explained output vs fraction of genes removed."""
     f = curves.filter(pl.col("class").is_null() & pl.col("curve").is_in(["PGI", "PGU", "PGR"]))
     models = [m for m in models if f.filter(pl.col("model") == m).height]
     if not models:
@@ -76,11 +76,11 @@ def prediction_gap_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes 
     fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     styles = {
-        ("PGI", "local"): (PALETTE[3], "-", "PGI local (most important first)"),
-        ("PGU", "local"): (PALETTE[0], "-", "PGU local (least important first)"),
-        ("PGI", "global-mean"): (PALETTE[3], "--", "PGI global (class mean)"),
-        ("PGU", "global-mean"): (PALETTE[0], "--", "PGU global (class mean)"),
-        ("PGR", "random"): ("#777777", ":", "PGR (random order)"),
+        ("PGI", "local"): (PALETTE[3], "-", "PGI order, local (most important removed first)"),
+        ("PGU", "local"): (PALETTE[0], "-", "PGU order, local (least important removed first)"),
+        ("PGI", "global-mean"): (PALETTE[3], "--", "PGI order, global (class mean)"),
+        ("PGU", "global-mean"): (PALETTE[0], "--", "PGU order, global (class mean)"),
+        ("PGR", "random"): ("#777777", ":", "PGR: random order"),
     }
     handles: dict[str, Any] = {}
     for i, model in enumerate(models):
@@ -97,7 +97,7 @@ def prediction_gap_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes 
         ax.set_title(model)
         ax.set_xlabel("fraction of genes set to the baseline")
         if i % cols == 0:
-            ax.set_ylabel("drop of the explained output f_y")
+            ax.set_ylabel("explained output f_y")
     for j in range(len(models), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     fig.legend(
@@ -126,6 +126,8 @@ def agreement_bars(metrics: pl.DataFrame, models: Sequence[str]) -> bytes | None
     ax = fig.subplots()
     width = 0.8 / len(variants)
     x = np.arange(len(models))
+    all_means: list[float] = []
+    all_sds: list[float] = []
     for vi, variant in enumerate(variants):
         means, sds, rand = [], [], []
         for model in models:
@@ -135,6 +137,8 @@ def agreement_bars(metrics: pl.DataFrame, models: Sequence[str]) -> bytes | None
             means.append(s.mean() if s.len() else np.nan)
             sds.append(s.std() if s.len() > 1 else 0.0)
             rand.append(r.mean() if r.len() else np.nan)
+        all_means += means
+        all_sds += [0.0 if sd is None or not np.isfinite(sd) else sd for sd in sds]
         pos = x - 0.4 + width * (vi + 0.5)
         ax.bar(
             pos, means, width * 0.92, yerr=sds, color=PALETTE[vi], label=f"FA {variant}", capsize=2
@@ -142,7 +146,8 @@ def agreement_bars(metrics: pl.DataFrame, models: Sequence[str]) -> bytes | None
         ax.scatter(pos, rand, marker="_", s=160, color="black", zorder=3, linewidths=2)
     ax.scatter([], [], marker="_", s=160, color="black", linewidths=2, label="random attributions")
     ax.set_xticks(x, models)
-    ax.set_ylim(0, 1.02)
+    tops = [m + (s or 0) for m, s in zip(all_means, all_sds) if np.isfinite(m)]
+    ax.set_ylim(0, max(1.02, max(tops, default=0) + 0.03))
     ax.set_ylabel("fraction of top-k genes that are true biomarkers")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return _png(fig, Canvas)
@@ -153,8 +158,9 @@ def jaccard_heatmap(
 ) -> tuple[bytes | None, int | None]:
     """Pairwise Jaccard@k of the class-average top-k gene sets of every (model, seed)."""
     f = stability.filter(pl.col("metric") == "jaccard@k")
-    if "class" in f.columns:
-        f = f.filter(pl.col("class").is_null())
+    if "class" in f.columns and f["class"].null_count():
+        f = f.filter(pl.col("class").is_null())  # class-average rows when stored
+    # otherwise per-class rows: averaged over classes below
     if f.height == 0:
         return None, None
     if k is None:
@@ -209,8 +215,21 @@ def jaccard_heatmap(
 
 def keep_remove_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes | None:
     """Balanced accuracy when keeping only / removing the top-k genes, vs random gene sets."""
-    names = ["keep", "remove", "keep-random", "remove-random"]
+    names = [
+        "keep",
+        "remove",
+        "keep-random",
+        "remove-random",
+        "keep-random-excluding-top",
+        "remove-random-excluding-top",
+    ]
     f = curves.filter(pl.col("class").is_null() & pl.col("curve").is_in(names))
+    # the per-class protocol (class c's top-k on class c's samples; the class average is
+    # the balanced accuracy) when present, else the union of the classes' top-k
+    variants = f["variant"].unique().to_list()
+    variant = "per-class" if "per-class" in variants else ("union" if "union" in variants else None)
+    if variant is not None:
+        f = f.filter(pl.col("variant") == variant)
     models = [m for m in models if f.filter(pl.col("model") == m).height]
     if not models:
         return None
@@ -223,6 +242,8 @@ def keep_remove_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes | N
         "keep-random": (PALETTE[2], ":", "keep k random genes"),
         "remove": (PALETTE[4], "-", "remove top-k by |IG|"),
         "remove-random": (PALETTE[4], ":", "remove k random genes"),
+        "keep-random-excluding-top": (PALETTE[2], "-.", "keep k random genes outside the top"),
+        "remove-random-excluding-top": (PALETTE[4], "-.", "remove k random genes outside the top"),
     }
     handles: dict[str, Any] = {}
     for i, model in enumerate(models):
@@ -232,9 +253,6 @@ def keep_remove_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes | N
             c = m.filter(pl.col("curve") == curve)
             if c.height == 0:
                 continue
-            # one variant per curve (the first, if several)
-            variants = c["variant"].unique(maintain_order=True).to_list()
-            c = c.filter(pl.col("variant").eq_missing(variants[0]))
             x, mean, sd = _mean_curve(c)
             ok = x > 0
             (line,) = ax.plot(x[ok], mean[ok], color=color, ls=ls, lw=1.6, marker=".", ms=3)
@@ -248,7 +266,7 @@ def keep_remove_curves(curves: pl.DataFrame, models: Sequence[str]) -> bytes | N
             ax.set_ylabel("balanced accuracy")
     for j in range(len(models), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=4)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=3)
     return _png(fig, Canvas)
 
 

@@ -269,8 +269,9 @@ def _prediction_gaps(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
         "attribution: most important first (<b>PGI</b>, higher is better: removing the top "
         "genes should hurt the prediction), least important first (<b>PGU</b>, lower is "
         "better: removing unimportant genes should not), or random (<b>PGR</b>, the "
-        "reference). The score is the area under the drop of the explained output "
-        "f<sub>y</sub>. <i>local</i>: each sample's own ranking; <i>global</i>: one ranking "
+        "reference). The curves show the explained output f<sub>y</sub> (mean over the "
+        "class's samples, then over classes; band: ± sd over seeds) as genes are removed; "
+        "the score is the mean drop of f<sub>y</sub> along the curve. <i>local</i>: each sample's own ranking; <i>global</i>: one ranking "
         "per class (mean, rank-sum or rank-median of the normalised attributions). "
         "PGU adjusted divides by 1 − f<sub>y</sub>(baseline).</p>"
     )
@@ -354,7 +355,8 @@ def _stability(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
         f'<p class="note">Jaccard index of the top-{k} gene sets (class-average ranking) '
         "between every pair of trained models, averaged over classes. Seeds of the same "
         "model should agree (bright blocks on the diagonal); a ranking that changes with the "
-        "seed is a property of the training run, not of the biology.</p>"
+        "seed is a property of the training run, not of the biology. Blank cells: pairs "
+        "the evaluation did not compare.</p>"
     )
     return body, "ok"
 
@@ -369,9 +371,11 @@ def _keep_remove(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
         return _missing(_metric_missing(data, "keep/remove curves")), "missing"
     img = ctx["figures"].add("keep-remove", png, "keep/remove balanced accuracy curves")
     return (
-        img + '<p class="note">Balanced accuracy of the model when only the top-k genes by '
-        "class-averaged |IG| are kept (the others set to the baseline), or when they are "
-        "removed, against k random genes. When a few random genes already give a high "
+        img + '<p class="note">Balanced accuracy of the model when only the top-k genes of '
+        "the class ranking are kept (the others set to the baseline), or when they are "
+        "removed, against k random genes (dotted) and k random genes drawn outside the top "
+        "set (dash-dot); for class c the set is class c's top-k, applied to the samples of "
+        "class c (the mean of the class recalls is the balanced accuracy). When a few random genes already give a high "
         "accuracy and removing the top genes barely hurts, the signal is spread over many "
         "redundant genes: the top of the ranking is <i>sufficient</i> for the prediction "
         "without being <i>the</i> biomarkers (the paper's motivating figure).</p>",

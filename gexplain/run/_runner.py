@@ -136,15 +136,23 @@ class _Context:
 
         m = self.plan["models"]
         stems = [model_stem(k, s) for k in m["kinds"] for s in m["seeds"]]
-        if m["permuted"]:
-            stems += [model_stem(k, s, True) for k in m["kinds"] for s in m["seeds"]]
-        return stems
+        return stems + self.control_stems()
+
+    def control_stems(self) -> list[str]:
+        """Label-permuted controls: one per kind, first seed (``[models] permuted``)."""
+        from ..models import model_stem
+
+        m = self.plan["models"]
+        if not m["permuted"]:
+            return []
+        return [model_stem(k, m["seeds"][0], True) for k in m["kinds"]]
 
     def explained_stems(self) -> list[str]:
         chosen = self.plan["explain"]["models"]
         stems = self.model_stems()
         if chosen == "all":
-            return stems
+            controls = set(self.control_stems())
+            return [s for s in stems if s not in controls]
         missing = [s for s in chosen if s not in stems]
         if missing:
             raise InputError(
@@ -212,7 +220,7 @@ def _clear(ctx: _Context, stage: str) -> None:
         if p["cohort"] != p["source"]:
             _rm(p["cohort"])
     else:
-        _rm(p[{"models": "models", "explain": "attributions"}.get(stage, stage)])
+        _rm(p[{"explain": "attributions", "evaluate": "metrics"}.get(stage, stage)])
 
 
 def _run_cohort(ctx: _Context, resume: bool) -> dict[str, Any]:
@@ -293,7 +301,7 @@ def _run_models(ctx: _Context, resume: bool) -> dict[str, Any]:
         summary = train_models(
             ctx.paths["cohort"],
             m["kinds"],
-            m["seeds"],
+            m["seeds"][:1] if permuted else m["seeds"],
             ctx.paths["models"],
             config=config,
             permute_labels=permuted,
@@ -377,6 +385,21 @@ def _run_evaluate(ctx: _Context, resume: bool) -> dict[str, Any]:
             f"{', '.join(accepted)}"
         )
     metrics = ev["metrics"]
+    # defaults that follow the rest of the experiment
+    explain = ctx.plan["explain"]
+    defaults: dict[str, Any] = {"seed": ctx.plan["experiment"]["seed"], "output": explain["output"]}
+    if explain["split"] is not None:
+        defaults["split"] = explain["split"]
+    controls = ctx.control_stems()
+    if controls:
+        defaults["label_control"] = controls[0]
+    for key, value in defaults.items():
+        if key in params and key not in options:
+            options[key] = value
+    if isinstance(options.get("label_control"), str) and not options["label_control"].endswith(
+        ".onnx"
+    ):
+        options["label_control"] = ctx.paths["models"] / f"{options['label_control']}.onnx"
     kwargs: dict[str, Any] = {**options, "out": ctx.paths["metrics"]}
     if metrics != "all" or "metrics" in params:
         kwargs["metrics"] = metrics if metrics != "all" else _all_metrics(evaluate)
