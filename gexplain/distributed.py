@@ -323,14 +323,14 @@ def limit_threads() -> Iterator[None]:
 
 _CACHE: OrderedDict[Any, Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 2
+_CACHE_SIZE = 4
 
 
 def worker_cache(key: Any, factory: Callable[[], T]) -> T:
     """Per-process cache of a job's loaded state (model, memory-mapped cohort, ...).
 
     Tasks of the same job that land on the same worker load their inputs
-    once. Only the last two jobs are kept, so a long-lived worker does not
+    once. Only the last four entries are kept, so a long-lived worker does not
     accumulate state across runs.
     """
     with _CACHE_LOCK:

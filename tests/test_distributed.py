@@ -181,7 +181,7 @@ def test_explain_on_cluster_same_bytes(client, stored, tmp_path, cli):
             "--target=all",
             "--top-k=3",
             "--chunk-size=6",
-            "--scheduler=local:2",  # a cluster of its own, closed by the command
+            "--scheduler=local:1",  # a cluster of its own, closed by the command
             "--out",
             str(tmp_path / "cli"),
             "-q",
@@ -278,8 +278,9 @@ def test_worker_killed_mid_run_costs_only_its_chunk(client, stored, tmp_path, sl
     # wait until a worker is inside a chunk that is not finished, then kill that worker
     victim, lost, deadline = None, None, time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
+        begun = _begun(slow_chunks)  # read before the finished chunks: no race
         done = set(os.listdir(partial)) if partial.exists() else set()
-        for pid, start in _begun(slow_chunks):
+        for pid, start in begun:
             if pid in pids and f"chunk-{start // 4:06d}" not in done:
                 victim, lost = pid, start
                 break
@@ -292,7 +293,7 @@ def test_worker_killed_mid_run_costs_only_its_chunk(client, stored, tmp_path, sl
     begun = [start for _, start in _begun(slow_chunks)]
     # every chunk ran, and only the one on the killed worker ran twice
     assert sorted(set(begun)) == list(range(0, N, 4))
-    assert len(begun) == n_chunks + 1 and begun.count(lost) == 2
+    assert len(begun) == n_chunks + 1 and begun.count(lost) == 2, (lost, begun)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 
@@ -333,7 +334,7 @@ def test_driver_killed_rerun_skips_finished_chunks(
         finished = {int(p.name[6:]) * 4 for p in partial.glob("chunk-*")}
         stable = stable + 1 if begun <= finished else 0
         time.sleep(0.1)
-    assert 3 <= len(finished) < N // 4
+    assert 3 <= len(finished) < N // 4, finished
     n_begun = len(_begun(slow_chunks))
     with caplog.at_level("INFO", logger="gexplain.explain"):
         explain_cohort(model_path, cohort_dir, tmp_path / "attr", scheduler=client, **kw)

@@ -586,6 +586,7 @@ class ExplainJob:
     partial: str
     cohort: str
     model: str
+    model_sha256: str
     baselines: str
     fill: float | None
     target: TargetSpec
@@ -615,8 +616,12 @@ class _WorkerRun:
         import json
 
         from ..cohort import Cohort
+        from ..distributed import worker_cache
 
-        self.model = CompiledModel.load(job.model)
+        # the compiled model (and its onnxruntime session) outlives the run: same digest, same model
+        self.model = worker_cache(
+            ("model", job.model_sha256), lambda: CompiledModel.load(job.model)
+        )
         self.cohort = Cohort.load(job.cohort)
         self.gene_ids = list(self.model.gene_ids or self.cohort.gene_ids)
         self.lookup = {c: i for i, c in enumerate(self.model.class_names)}
@@ -734,6 +739,7 @@ def _explain_job(
         partial=str(part.dir.resolve()),
         cohort=str(Path(source).resolve()),
         model=str(model.resolve()),
+        model_sha256=part.params["model_sha256"],
         baselines=str(baselines.resolve()),
         fill=fill,
         target=run.target,
