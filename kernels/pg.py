@@ -47,7 +47,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .head import OUT_LOGIT, OUT_LOGPROB, head_forward
+from .head import OP_AFFINE, OUT_LOGIT, OUT_LOGPROB, _layer_forward
 
 
 @njit(cache=True)
@@ -82,8 +82,66 @@ def _first_layer(x, W, b, z):
 
 
 @njit(cache=True)
-def _value(layers, params, z, acts, target, mode):
-    return output_value(head_forward(layers, params, z, acts), target, mode)
+def transposed_params(layers, params):
+    """The head parameters with every affine matrix stored input-major (``n_in × n_out``).
+
+    :func:`head_value` then accumulates ``y += x_i M[:, i]`` over contiguous
+    memory (vectorised) and skips inputs that are exactly zero (after a ReLU,
+    about half of them).
+    """
+    out = params.copy()
+    for k in range(layers.shape[0]):
+        if layers[k, 0] == OP_AFFINE:
+            n_in = layers[k, 1]
+            n_out = layers[k, 2]
+            off = layers[k, 3]
+            for o in range(n_out):
+                for i in range(n_in):
+                    out[off + i * n_out + o] = params[off + o * n_in + i]
+    return out
+
+
+@njit(cache=True)
+def head_value(layers, pt, z, acts, target, mode):
+    """The explained scalar of the head at ``z`` (``pt`` from :func:`transposed_params`)."""
+    n0 = layers[0, 1]
+    for i in range(n0):
+        acts[i] = z[i]
+    start = 0
+    nl = layers.shape[0]
+    for k in range(nl):
+        n_in = layers[k, 1]
+        n_out = layers[k, 2]
+        x = acts[start : start + n_in]
+        y = acts[start + n_in : start + n_in + n_out]
+        if layers[k, 0] == OP_AFFINE:
+            off = layers[k, 3]
+            cb = off + n_in * n_out
+            for o in range(n_out):
+                y[o] = pt[cb + o]
+            for i in range(n_in):
+                xi = x[i]
+                if xi != 0.0:
+                    row = off + i * n_out
+                    for o in range(n_out):
+                        y[o] += xi * pt[row + o]
+        else:
+            _layer_forward(layers, pt, k, x, y)
+        start += n_in
+    logits = acts[start : start + layers[nl - 1, 2]]
+    if mode == OUT_LOGIT:
+        return logits[target]
+    c = logits.shape[0]
+    m = logits[0]
+    for j in range(1, c):
+        if logits[j] > m:
+            m = logits[j]
+    s = 0.0
+    for j in range(c):
+        s += math.exp(logits[j] - m)
+    if mode == OUT_LOGPROB:
+        return logits[target] - m - math.log(s)
+    return math.exp(logits[target] - m) / s
 
 
 @njit(cache=True)
@@ -101,12 +159,12 @@ def random_order(d):
 
 
 @njit(cache=True)
-def _curve(x, base, W, z0, order, block, n_blocks, layers, params, acts, z, target, mode, out):
+def _curve(x, base, W, z0, order, block, n_blocks, layers, pt, acts, z, target, mode, out):
     """Deletion curve of one order into ``out`` (length n_blocks + 1); ``z0`` is x's z."""
     h = W.shape[1]
     for k in range(h):
         z[k] = z0[k]
-    out[0] = _value(layers, params, z, acts, target, mode)
+    out[0] = head_value(layers, pt, z, acts, target, mode)
     for i in range(n_blocks):
         for p in range(i * block, (i + 1) * block):
             j = order[p]
@@ -114,7 +172,7 @@ def _curve(x, base, W, z0, order, block, n_blocks, layers, params, acts, z, targ
             if dv != 0.0:
                 for k in range(h):
                     z[k] += dv * W[j, k]
-        out[i + 1] = _value(layers, params, z, acts, target, mode)
+        out[i + 1] = head_value(layers, pt, z, acts, target, mode)
 
 
 @njit(cache=True, parallel=True)
@@ -179,6 +237,7 @@ def deletion_curves(
     n_given = order_index.shape[1]
     K = n_local + n_given + n_random
     out = np.full((n, K, n_blocks + 1), np.nan)
+    pt = transposed_params(layers, params)
     for i in prange(n):
         acts = np.empty(n_acts)
         z0 = np.empty(h)
@@ -190,9 +249,9 @@ def deletion_curves(
         if n_local:
             a = attr[i].astype(np.float64)
             o = stable_order(a, True)
-            _curve(x, base, W, z0, o, block, n_blocks, layers, params, acts, z, t, mode, out[i, 0])
+            _curve(x, base, W, z0, o, block, n_blocks, layers, pt, acts, z, t, mode, out[i, 0])
             o = stable_order(a, False)
-            _curve(x, base, W, z0, o, block, n_blocks, layers, params, acts, z, t, mode, out[i, 1])
+            _curve(x, base, W, z0, o, block, n_blocks, layers, pt, acts, z, t, mode, out[i, 1])
         for q in range(n_given):
             r = order_index[i, q]
             if r >= 0:
@@ -205,7 +264,7 @@ def deletion_curves(
                     block,
                     n_blocks,
                     layers,
-                    params,
+                    pt,
                     acts,
                     z,
                     t,
@@ -225,7 +284,7 @@ def deletion_curves(
                     block,
                     n_blocks,
                     layers,
-                    params,
+                    pt,
                     acts,
                     z,
                     t,
@@ -317,6 +376,7 @@ def openxai_gaps(X, W, b, layers, params, n_acts, targets, mode, top, ks, n_pert
     pgi = np.zeros((n, nk))
     pgu = np.zeros((n, nk))
     kmax = ks[nk - 1] if nk > 0 else 0
+    pt = transposed_params(layers, params)
     for i in prange(n):
         acts = np.empty(n_acts)
         z0 = np.empty(h)
@@ -327,7 +387,7 @@ def openxai_gaps(X, W, b, layers, params, n_acts, targets, mode, top, ks, n_pert
         x = X[i]
         t = targets[i]
         _first_layer(x, W, b, z0)
-        f0 = _value(layers, params, z0, acts, t, mode)
+        f0 = head_value(layers, pt, z0, acts, t, mode)
         np.random.seed(seeds[i])
         for _ in range(n_perturb):
             _draw_noise(delta, std)
@@ -348,10 +408,10 @@ def openxai_gaps(X, W, b, layers, params, n_acts, targets, mode, top, ks, n_pert
                     p += 1
                 for k in range(h):
                     z[k] = z0[k] + ztop[k]
-                pgi[i, q] += abs(_value(layers, params, z, acts, t, mode) - f0)
+                pgi[i, q] += abs(head_value(layers, pt, z, acts, t, mode) - f0)
                 for k in range(h):
                     z[k] = z0[k] + (zall[k] - ztop[k])
-                pgu[i, q] += abs(_value(layers, params, z, acts, t, mode) - f0)
+                pgu[i, q] += abs(head_value(layers, pt, z, acts, t, mode) - f0)
         if n_perturb > 0:
             for q in range(nk):
                 pgi[i, q] /= n_perturb
