@@ -39,11 +39,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
+import pickle
+import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,9 +61,12 @@ __all__ = [
     "get_client",
     "in_worker",
     "limit_threads",
+    "load_spilled",
     "map_chunks",
+    "map_plan",
     "parse_scheduler",
     "pwrite_rows",
+    "spill",
     "worker_cache",
 ]
 
@@ -360,3 +367,96 @@ def pwrite_rows(path: str | os.PathLike[str], offset: int, values: np.ndarray) -
             data, pos = data[n:], pos + n
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------- spilled plans
+
+
+def spill(obj: Any, folder: str | os.PathLike[str]) -> Path:
+    """Write a picklable object into ``folder`` with its numpy arrays as separate raw files.
+
+    :func:`load_spilled` maps those files back (copy-on-write), so a worker that
+    uses rows ``start:stop`` of a large array reads only those pages from
+    shared storage. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    for i, buf in enumerate(buffers):
+        with open(folder / f"{i}.buf", "wb") as f:
+            f.write(buf.raw())
+    (folder / "object.pkl").write_bytes(data)
+    (folder / "buffers.txt").write_text(str(len(buffers)))
+    return folder
+
+
+def load_spilled(folder: str | os.PathLike[str]) -> Any:
+    """Read an object written by :func:`spill`; its arrays are private maps of the files."""
+    folder = Path(folder)
+    n = int((folder / "buffers.txt").read_text())
+    buffers: list[Any] = []
+    for i in range(n):
+        with open(folder / f"{i}.buf", "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            buffers.append(
+                bytearray() if size == 0 else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            )
+    return pickle.loads((folder / "object.pkl").read_bytes(), buffers=buffers)
+
+
+@dataclass(frozen=True)
+class PlanChunk:
+    """``fn(plan, start, stop)`` with the plan spilled at ``plan`` (see :func:`map_plan`)."""
+
+    fn: Callable[[Any, int, int], Any]
+    plan: str
+    start: int
+    stop: int
+
+
+def plan_chunk(task: PlanChunk) -> tuple[int, Any]:
+    """Run one :class:`PlanChunk` on a worker (the plan is loaded once per worker)."""
+    with limit_threads():
+        plan = worker_cache(("plan", task.plan), lambda: load_spilled(task.plan))
+        return task.start, task.fn(plan, task.start, task.stop)
+
+
+def map_plan(
+    fn: Callable[[Any, int, int], R],
+    plan: Any,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    scheduler: SchedulerLike,
+    workdir: str | os.PathLike[str],
+    quiet: bool | None = None,
+    retries: int = 2,
+    desc: str | None = None,
+) -> list[R]:
+    """``[fn(plan, start, stop) for (start, stop) in ranges]``, on a Dask cluster.
+
+    For per-sample passes whose inputs are an in-memory *plan* (arrays and
+    settings) rather than files: the plan is spilled once into a temporary
+    folder under ``workdir`` (which every worker must see), workers map it and
+    compute their ranges, and only the per-chunk results travel back. The
+    folder is removed afterwards. Results come back in range order.
+    """
+    folder = Path(workdir) / f".spill-{uuid.uuid4().hex[:12]}"
+    try:
+        spill(plan, folder)
+        tasks = [PlanChunk(fn, str(folder.resolve()), a, b) for a, b in ranges]
+        done = dict(
+            map_chunks(
+                plan_chunk,
+                tasks,
+                scheduler=scheduler,
+                quiet=quiet,
+                retries=retries,
+                desc=desc,
+                size=lambda t: t.stop - t.start,
+                unit="sample",
+            )
+        )
+        return [done[a] for a, _ in ranges]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -208,6 +208,33 @@ def test_explain_on_cluster_same_bytes(client, stored, tmp_path, cli):
     _no_leftovers(tmp_path)
 
 
+def test_spill_maps_arrays_back(tmp_path):
+    from gexplain.metrics._pg import plan_chunks
+
+    big = np.arange(12.0).reshape(4, 3)
+    obj = {"x": big, "t": np.array([3, 1], np.int64), "s": "text", "f": plan_chunks}
+    back = gd.load_spilled(gd.spill(obj, tmp_path / "sp"))
+    np.testing.assert_array_equal(back["x"], big)
+    assert back["x"].flags.writeable and back["s"] == "text" and back["f"] is plan_chunks
+    assert (tmp_path / "sp" / "0.buf").read_bytes() == big.tobytes()  # arrays stay out of band
+
+
+def test_evaluate_on_cluster_same_numbers(client, stored, tmp_path):
+    from gexplain.metrics import evaluate
+
+    cohort_dir, model_path, _ = stored
+    attr = explain_cohort(model_path, cohort_dir, tmp_path / "attr", quiet=True)
+    kw = {"metrics": "pg", "block": 2, "random_draws": 4, "chunk_size": 2, "all_samples": True}
+    a = evaluate(cohort_dir, model_path, attr, out=tmp_path / "m-local", **kw)
+    b = evaluate(cohort_dir, model_path, attr, out=tmp_path / "m-dask", scheduler=client, **kw)
+    assert a.scores.height > 0 and a.scores.equals(b.scores) and a.curves.equals(b.curves)
+    for name in ("metrics.parquet", "curves.parquet"):
+        assert pl.read_parquet(tmp_path / "m-local" / name).equals(
+            pl.read_parquet(tmp_path / "m-dask" / name)
+        )
+    _no_leftovers(tmp_path)
+
+
 # ----------------------------------------------------------------------------- faults
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._common import overwrite_option, quiet_option, say
+from ._scheduler import scheduler_option
 
 _FAMILIES = "pg,openxai,fa,stability,keep-remove,sanity"
 
@@ -107,6 +108,7 @@ def _ks(value: str) -> list[int | float]:
     "label-randomisation check.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@scheduler_option
 @quiet_option
 @overwrite_option
 def evaluate(
@@ -128,6 +130,8 @@ def evaluate(
     chunk_size: int | None,
     label_control: Path | None,
     as_json: bool,
+    scheduler: str | None,
+    retries: int,
     quiet: bool,
     overwrite: bool,
 ) -> None:
@@ -172,6 +176,7 @@ def evaluate(
         label_control=label_control,
         overwrite=overwrite,
         quiet=True if quiet else None,
+        scheduler=scheduler,
     )
     summary = res.summary()
     if as_json:

@@ -44,6 +44,7 @@ sample range), which can be mapped in process or on a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -355,15 +356,24 @@ def run_chunks(
     *,
     desc: str,
     quiet: bool | None,
+    scheduler: Any = None,
+    workdir: Path | None = None,
 ) -> list[Any]:
     """Apply ``fn(plan, start, stop)`` to consecutive sample ranges of ``chunk_size``.
 
     ``fn`` is a pure function of the range (:func:`~gexplain.metrics._pg.pg_chunk`,
     :func:`~gexplain.metrics._openxai_pg.openxai_chunk`); results come back in order.
+    With a ``scheduler`` the ranges run on a Dask cluster, the plan spilled
+    under ``workdir`` (:func:`gexplain.distributed.map_plan`).
     """
     from ._pg import plan_chunks
 
     ranges = plan_chunks(n, chunk_size)
+    if scheduler is not None:
+        from ..distributed import map_plan
+
+        wd = workdir if workdir is not None else Path.cwd()
+        return map_plan(fn, plan, ranges, scheduler=scheduler, workdir=wd, desc=desc, quiet=quiet)
     return [fn(plan, s, e) for s, e in progress(ranges, desc=desc, quiet=quiet, unit="chunk")]
 
 
@@ -422,6 +432,8 @@ def _family(
     graph_path: Path | None,
     label_control: Any,
     quiet: bool | None,
+    scheduler: Any = None,
+    workdir: Path | None = None,
 ) -> MetricResult:
     """One metric family on one model's scored rows."""
     from ._pg import pg_chunk, pg_chunk_size, plan_prediction_gaps, summarize_prediction_gaps
@@ -440,7 +452,16 @@ def _family(
             sample_index=data.positions,
         )
         size = pg_chunk_size(plan, s.chunk_size)
-        parts = run_chunks(pg_chunk, plan, len(data.targets), size, desc="PG", quiet=quiet)
+        parts = run_chunks(
+            pg_chunk,
+            plan,
+            len(data.targets),
+            size,
+            desc="PG",
+            quiet=quiet,
+            scheduler=scheduler,
+            workdir=workdir,
+        )
         return summarize_prediction_gaps(plan, parts, cls, names)
     if family == "openxai":
         from ._openxai_pg import openxai_prediction_gaps
@@ -610,6 +631,7 @@ def evaluate(
     label_control: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     quiet: bool | None = True,
+    scheduler: Any = None,
 ) -> EvaluationResult:
     """Score the attributions of one or more models on a cohort with every metric family.
 
@@ -655,6 +677,10 @@ def evaluate(
         Replace an existing ``out``.
     quiet
         Hide progress bars (``None``: on a terminal only).
+    scheduler
+        Run the per-sample PG pass on a Dask cluster: ``"local:N"``, a scheduler
+        address or a :class:`distributed.Client` (:mod:`gexplain.distributed`;
+        ``out`` must be on storage the workers see). Same numbers as in process.
 
     Returns
     -------
@@ -739,7 +765,14 @@ def evaluate(
         tmp_dir = Path(tempfile.mkdtemp(prefix="gexplain-evaluate-"))
         part = _MemoryPart(tmp_dir)
     try:
-        return _run(part, inputs, cache, s, truth, control, meta, model_info, out, quiet)
+        with contextlib.ExitStack() as stack:
+            if scheduler is not None:  # one cluster (or connection) for the whole evaluation
+                from ..distributed import get_client
+
+                scheduler = stack.enter_context(get_client(scheduler))
+            return _run(
+                part, inputs, cache, s, truth, control, meta, model_info, out, quiet, scheduler
+            )
     except GexplainError:
         # a bad input found late: leave no partial folder unless work was finished
         if out is not None and not [n for n in part.done() if n != "params.json"]:
@@ -777,6 +810,7 @@ def _run(
     model_info: list[dict[str, Any]],
     out: Any,
     quiet: bool | None,
+    scheduler: Any = None,
 ) -> EvaluationResult:
     from ..explain import Attributions, CompiledModel
     from ._aggregate import class_scores
@@ -829,6 +863,8 @@ def _run(
                         graph_path=_graph_path(model, inp) if family == "fa" else None,
                         label_control=_matching_control(control, model),
                         quiet=quiet,
+                        scheduler=scheduler,
+                        workdir=part.dir,
                     )
                     _write_part(part, name, res, extra)
                 bar.update(1)
