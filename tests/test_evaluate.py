@@ -64,6 +64,16 @@ def study(tmp_path_factory) -> Path:
         config=TrainConfig(hidden=8, epochs=8, milestones=()),
         quiet=True,
     )
+    # a label-permuted control (skipped when the folder is scanned)
+    train_models(
+        root / "cohort",
+        "mlp",
+        [0],
+        root / "models",
+        config=TrainConfig(hidden=8, epochs=8, milestones=()),
+        permute_labels=True,
+        quiet=True,
+    )
     for m in sorted((root / "models").glob("*.onnx")):
         explain_cohort(m, root / "cohort", root / "attr" / m.stem, quiet=True)
     return root
@@ -93,6 +103,10 @@ def test_end_to_end_cli(study: Path, cli, tmp_path: Path) -> None:
         "10",
         "--n-perturb",
         "20",
+        "--keep-remove-draws",
+        "5",
+        "--label-control",
+        study / "models" / "mlp-permuted-seed0.onnx",
     )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
@@ -101,6 +115,7 @@ def test_end_to_end_cli(study: Path, cli, tmp_path: Path) -> None:
         assert (out / name).exists()
     assert not list(tmp_path.glob(".metrics*"))  # partial folder gone
     scores = pl.read_parquet(out / "metrics.parquet")
+    curves = pl.read_parquet(out / "curves.parquet")
     assert scores.columns[:3] == ["model", "seed", "model_file"]
     assert set(scores["model_file"].drop_nulls()) == {
         "lr-seed0.onnx",
@@ -132,6 +147,20 @@ def test_end_to_end_cli(study: Path, cli, tmp_path: Path) -> None:
         for seed in (0, 1):
             fa = avg("mlp", seed, "FA", "local")
             assert fa > 3 * avg("mlp", seed, "FA", "local", control="random")
+    if "sanity" in families():
+        ctrl = scores.filter(
+            (pl.col("metric") == "rank-correlation") & (pl.col("variant") == "label-randomization")
+        )
+        # the control applies to the models of its kind only
+        assert set(ctrl["model"]) == {"mlp"}
+        assert (
+            scores.filter(
+                pl.col("variant").str.starts_with("model-randomization") & (pl.col("model") == "lr")
+            ).height
+            > 0
+        )
+    if "keep-remove" in families():
+        assert curves.filter(pl.col("model") == "mlp").height > 0
     # the JSON summary: mean over the two seeds of each kind
     row = next(
         r
@@ -142,7 +171,6 @@ def test_end_to_end_cli(study: Path, cli, tmp_path: Path) -> None:
     assert row["mean"] == pytest.approx(
         (avg("mlp", 0, "PGI", "local") + avg("mlp", 1, "PGI", "local")) / 2
     )
-    curves = pl.read_parquet(out / "curves.parquet")
     pgi_curve = curves.filter(
         (pl.col("model") == "mlp")
         & (pl.col("seed") == 0)

@@ -510,9 +510,13 @@ def _family(
     if family == "sanity":
         from ._sanity import label_randomization, model_randomization
 
-        res = model_randomization(model, data.X, data.targets, data.values, seed=s.seed)
+        res = model_randomization(
+            model, data.X, data.targets, data.values, seed=s.seed, output=s.output
+        )
         if label_control is not None:
-            res = res + label_randomization(label_control, data.X, data.targets, data.values)
+            res = res + label_randomization(
+                label_control, data.X, data.targets, data.values, output=s.output
+            )
         return res
     raise InputError(f"unknown metric family {family!r}")
 
