@@ -134,6 +134,8 @@ def test_map_chunks_on_cluster(client):
         list(gd.map_chunks(gd.parse_scheduler, ["local:0"], scheduler=client, retries=0))
     # the client passed in stays open
     assert client.status == "running"
+    # local:N: a cluster of its own for the call, closed after it (no process left: see fixture)
+    assert sorted(gd.map_chunks(abs, [-2, 1, -3], scheduler="local:1", quiet=True)) == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------- same bytes
@@ -181,7 +183,7 @@ def test_explain_on_cluster_same_bytes(client, stored, tmp_path, cli):
             "--target=all",
             "--top-k=3",
             "--chunk-size=6",
-            "--scheduler=local:1",  # a cluster of its own, closed by the command
+            f"--scheduler={client.scheduler.address}",
             "--out",
             str(tmp_path / "cli"),
             "-q",
@@ -219,15 +221,30 @@ def test_spill_maps_arrays_back(tmp_path):
     assert (tmp_path / "sp" / "0.buf").read_bytes() == big.tobytes()  # arrays stay out of band
 
 
-def test_evaluate_on_cluster_same_numbers(client, stored, tmp_path):
+def test_evaluate_on_cluster_same_numbers(client, stored, tmp_path, cli):
     from gexplain.metrics import evaluate
 
     cohort_dir, model_path, _ = stored
     attr = explain_cohort(model_path, cohort_dir, tmp_path / "attr", quiet=True)
     kw = {"metrics": "pg", "block": 2, "random_draws": 4, "chunk_size": 2, "all_samples": True}
     a = evaluate(cohort_dir, model_path, attr, out=tmp_path / "m-local", **kw)
-    b = evaluate(cohort_dir, model_path, attr, out=tmp_path / "m-dask", scheduler=client, **kw)
+    b = evaluate(cohort_dir, model_path, attr, out=tmp_path / "m-api", scheduler=client, **kw)
     assert a.scores.height > 0 and a.scores.equals(b.scores) and a.curves.equals(b.curves)
+    args = ["--metrics=pg", "--block=2", "--random-draws=4", "--chunk-size=2", "--all-samples"]
+    res = cli.invoke(
+        main,
+        [
+            "evaluate",
+            str(cohort_dir),
+            f"--models={model_path}",
+            f"--attributions={attr}",
+            *args,
+            f"--scheduler={client.scheduler.address}",
+            f"--out={tmp_path / 'm-dask'}",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
     for name in ("metrics.parquet", "curves.parquet"):
         assert pl.read_parquet(tmp_path / "m-local" / name).equals(
             pl.read_parquet(tmp_path / "m-dask" / name)

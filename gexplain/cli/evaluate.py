@@ -131,7 +131,6 @@ def evaluate(
     label_control: Path | None,
     as_json: bool,
     scheduler: str | None,
-    retries: int,
     quiet: bool,
     overwrite: bool,
 ) -> None:

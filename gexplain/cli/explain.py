@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import overwrite_option, quiet_option, say
-from ._scheduler import scheduler_option
+from ._scheduler import retries_option, scheduler_option
 
 _METHODS = [
     "auto",
@@ -104,6 +104,7 @@ def _steps(value: str | None) -> int | str | None:
     help="Attributions folder to write.",
 )
 @scheduler_option
+@retries_option
 @quiet_option
 @overwrite_option
 def explain(

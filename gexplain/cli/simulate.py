@@ -14,7 +14,7 @@ import click
 # of gexplain.simulate is cheap (numba kernels load only when sampling).
 from ..simulate._params import PRESETS, SimulationParams
 from ._common import echo_json, overwrite_option, quiet_option, say
-from ._scheduler import scheduler_option
+from ._scheduler import retries_option, scheduler_option
 
 _HELP = {
     "n_classes": "Number of classes C.",
@@ -88,6 +88,7 @@ def _param_options(f: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--show-params", is_flag=True, help="Print the resolved parameters as JSON and exit.")
 @scheduler_option
+@retries_option
 @overwrite_option
 @quiet_option
 def simulate(
