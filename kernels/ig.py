@@ -225,7 +225,39 @@ NEGLIGIBLE = 40.0
 
 
 @njit(cache=True)
-def _negligible_piece(v, d, start, c, tg, mode, b0, b1):
+def _piece_argmax(v, d, start, c, b0, b1):
+    """Indices of the largest logit at each end of the piece [b0, b1]."""
+    k0 = 0
+    k1 = 0
+    for j in range(1, c):
+        if v[start + j] + b0 * d[start + j] > v[start + k0] + b0 * d[start + k0]:
+            k0 = j
+        if v[start + j] + b1 * d[start + j] > v[start + k1] + b1 * d[start + k1]:
+            k1 = j
+    return k0, k1
+
+
+@njit(cache=True)
+def _gap_bound(v, d, start, j, b0, b1, k0, k1):
+    """Upper bound of ``l_j − max_k l_k`` on the piece [b0, b1].
+
+    ``l_j − l_k`` is affine, so its maximum is at an end; ``max_k l_k`` is at
+    least ``l_{k0}`` and ``l_{k1}`` (the ends' argmax) everywhere.
+    """
+    lj0 = v[start + j] + b0 * d[start + j]
+    lj1 = v[start + j] + b1 * d[start + j]
+    ub = np.inf
+    for k in (k0, k1):
+        e0 = lj0 - (v[start + k] + b0 * d[start + k])
+        e1 = lj1 - (v[start + k] + b1 * d[start + k])
+        m = e0 if e0 > e1 else e1
+        if m < ub:
+            ub = m
+    return ub
+
+
+@njit(cache=True)
+def _negligible_piece(v, d, start, c, tg, mode, b0, b1, k0, k1):
     """Whether ∇ of every target's output is below ``C·e^-40`` on the piece [b0, b1].
 
     With logits ``l(β) = v + β d`` (affine on the piece) and ``p = softmax(l)``:
@@ -234,14 +266,8 @@ def _negligible_piece(v, d, start, c, tg, mode, b0, b1):
     ``p ≈ e_t``); the gradient of ``log p_t`` (``e_t − p``) only in the latter.
     Both are checked with bounds exact for affine logits: ``l_t − l_k`` is affine
     (extremes at the ends) and ``max_j (l_j − l_t)`` is convex (maximum at an end).
+    ``k0``, ``k1``: the ends' argmax (:func:`_piece_argmax`).
     """
-    k0 = 0
-    k1 = 0
-    for j in range(1, c):
-        if v[start + j] + b0 * d[start + j] > v[start + k0] + b0 * d[start + k0]:
-            k0 = j
-        if v[start + j] + b1 * d[start + j] > v[start + k1] + b1 * d[start + k1]:
-            k1 = j
     for i in range(tg.shape[0]):
         t = tg[i]
         lt0 = v[start + t] + b0 * d[start + t]
@@ -260,17 +286,94 @@ def _negligible_piece(v, d, start, c, tg, mode, b0, b1):
             continue
         if mode != OUT_PROB:
             return False
-        # vanished target probability: l_t - l_k for the ends' argmax k bounds l_t - max_j l_j
-        ub = np.inf
-        for k in (k0, k1):
-            e0 = lt0 - (v[start + k] + b0 * d[start + k])
-            e1 = lt1 - (v[start + k] + b1 * d[start + k])
-            m = e0 if e0 > e1 else e1
-            if m < ub:
-                ub = m
-        if ub >= -NEGLIGIBLE:
+        # vanished target probability
+        if _gap_bound(v, d, start, t, b0, b1, k0, k1) >= -NEGLIGIBLE:
             return False
     return True
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, L, E, bits):
+    """Add one Gauss–Legendre piece of ``∫ ∇_l out_t(softmax(l(β))) dβ`` to ``acc``.
+
+    The logits of the ``na`` active classes (``active``) at the piece's nodes
+    ``β_q = (p + glx[q]) · hp`` are laid out class by class (``L``, ``E``:
+    ``na × Q`` scratch), so every loop runs over the ``Q`` nodes and
+    vectorises, including ``exp`` (Cody–Waite reduction ``x = n ln2 + r`` and a
+    degree-13 Taylor polynomial, < 2 ulp; ``2^n`` from the exponent bits in
+    ``bits``). Arguments of ``exp`` are ``l_j − max_k l_k ≤ 0``.
+    """
+    nq = glx.shape[0]
+    pw = bits.view(np.float64)
+    mq = E[na]  # spare rows of E: node maxima, then reciprocal sums, then weights
+    tot = E[na + 1]
+    wq = E[na + 2]
+    for q in range(nq):
+        mq[q] = -np.inf
+        tot[q] = 0.0
+    for a in range(na):
+        j = active[a]
+        vj = v[start + j]
+        dj = d[start + j]
+        for q in range(nq):
+            lv = vj + (p + glx[q]) * hp * dj
+            L[a, q] = lv
+            if lv > mq[q]:
+                mq[q] = lv
+    for a in range(na):
+        for q in range(nq):
+            x = L[a, q] - mq[q]
+            if x < -708.0:
+                x = -708.0
+            nf = np.floor(x * 1.4426950408889634 + 0.5)
+            r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
+            e = 1.0 / 6227020800.0
+            e = e * r + 1.0 / 479001600.0
+            e = e * r + 1.0 / 39916800.0
+            e = e * r + 1.0 / 3628800.0
+            e = e * r + 1.0 / 362880.0
+            e = e * r + 1.0 / 40320.0
+            e = e * r + 1.0 / 5040.0
+            e = e * r + 1.0 / 720.0
+            e = e * r + 1.0 / 120.0
+            e = e * r + 1.0 / 24.0
+            e = e * r + 1.0 / 6.0
+            e = e * r + 0.5
+            e = e * r + 1.0
+            e = e * r + 1.0
+            E[a, q] = e
+            bits[q] = (np.int64(nf) + 1023) << 52
+        for q in range(nq):
+            E[a, q] *= pw[q]
+            tot[q] += E[a, q]
+    for q in range(nq):
+        tot[q] = 1.0 / tot[q]
+    for a in range(na):
+        for q in range(nq):
+            E[a, q] *= tot[q]  # probabilities
+    for t in range(tg.shape[0]):
+        k = tg[t]
+        ak = -1
+        for a in range(na):
+            if active[a] == k:
+                ak = a
+        if mode == OUT_PROB:
+            if ak < 0:
+                continue  # target probability below e^-40 on the whole piece
+            for q in range(nq):
+                wq[q] = glw[q] * hp * E[ak, q]
+        else:
+            for q in range(nq):
+                wq[q] = glw[q] * hp
+        sw = 0.0
+        for q in range(nq):
+            sw += wq[q]
+        acc[t, k] += sw
+        for a in range(na):
+            s = 0.0
+            for q in range(nq):
+                s += wq[q] * E[a, q]
+            acc[t, active[a]] -= s
 
 
 @njit(cache=True)
@@ -288,8 +391,11 @@ def _exact_sample(
     nt = tg.shape[0]
     start_out = n_acts - c
     acc = np.empty((nt, c))
-    lq = np.empty(c)
-    prob = np.empty(c)
+    active = np.empty(c, dtype=np.int64)
+    nq = glx.shape[0]
+    L = np.empty((c, nq))
+    E = np.empty((c + 3, nq))
+    bits = np.empty(nq, dtype=np.int64)
     alpha = 0.0
     nseg = 0
     while True:
@@ -317,31 +423,22 @@ def _exact_sample(
                 npieces = 1
             hp = seg / npieces
             for p in range(npieces):
-                if _negligible_piece(v, d, start_out, c, tg, mode, p * hp, (p + 1) * hp):
+                b0 = p * hp
+                b1 = (p + 1) * hp
+                k0, k1 = _piece_argmax(v, d, start_out, c, b0, b1)
+                if _negligible_piece(v, d, start_out, c, tg, mode, b0, b1, k0, k1):
                     continue
-                for q in range(glx.shape[0]):
-                    beta = (p + glx[q]) * hp
-                    w = glw[q] * hp
-                    m = -np.inf
-                    for j in range(c):
-                        lq[j] = v[start_out + j] + beta * d[start_out + j]
-                        if lq[j] > m:
-                            m = lq[j]
-                    tot = 0.0
-                    for j in range(c):
-                        prob[j] = math.exp(lq[j] - m)
-                        tot += prob[j]
-                    for j in range(c):
-                        prob[j] /= tot
-                    for t in range(nt):
-                        k = tg[t]
-                        if mode == OUT_PROB:
-                            wp = w * prob[k]
-                        else:
-                            wp = w
-                        for j in range(c):
-                            acc[t, j] -= wp * prob[j]
-                        acc[t, k] += wp
+                # classes whose probability stays below e^-40 of the largest on the
+                # whole piece change neither the normaliser nor the gradient at
+                # double precision: only the others are evaluated
+                na = 0
+                for j in range(c):
+                    if _gap_bound(v, d, start_out, j, b0, b1, k0, k1) >= -NEGLIGIBLE:
+                        active[na] = j
+                        na += 1
+                _softmax_piece(
+                    v, d, start_out, active, na, tg, mode, p, hp, glx, glw, acc, L, E, bits
+                )
         for t in range(nt):
             _backward_fixed(layers, params, slope, acc[t], ga, gb, gbar[t])
         nseg += 1
@@ -605,3 +702,56 @@ def ig_quadrature_relu_first(
                     acc += params[moff + o * h + i] * run[t, o]
                 gbar[t, i] += sb[i] * acc
     return out
+
+
+@njit(cache=True, nogil=True)
+def attribution_rows_inplace(out, q0, m, x, xb, bidx, n_targets):
+    """``out[q] = (x[r] − xb[bidx[r]]) ⊙ out[q]`` for ``q`` in ``q0 … q0+m−1``, ``r = q // n_targets``.
+
+    ``out[q]`` holds the pulled-back gradient ``Ḡ_q Wᵀ`` (float32, written there
+    by the product); the difference and the product are formed in float64 and
+    rounded once. Single-threaded and GIL-free: the caller runs row blocks on
+    a thread pool.
+    """
+    g = out.shape[1]
+    for i in range(m):
+        q = q0 + i
+        r = q // n_targets
+        b = bidx[r]
+        for j in range(g):
+            out[q, j] = (np.float64(x[r, j]) - np.float64(xb[b, j])) * np.float64(out[q, j])
+
+
+@njit(cache=True, nogil=True)
+def attribution_rows_add(P, x, xb, bidx, n_targets, q0, scale, out):
+    """``out[q0+i] += scale · (x[r] − xb[bidx[r]]) ⊙ P[i]``, ``r = (q0+i) // n_targets``.
+
+    The accumulating twin of :func:`attribution_rows_inplace` (several baselines
+    averaged); ``P`` is a separate block of pulled-back gradients.
+    """
+    g = out.shape[1]
+    for i in range(P.shape[0]):
+        q = q0 + i
+        r = q // n_targets
+        b = bidx[r]
+        for j in range(g):
+            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * np.float64(P[i, j]) * scale
+            out[q, j] += v
+
+
+@njit(cache=True)
+def completeness_sums(Z, Zb, bidx, gbar, scale, sums):
+    """``sums[r, t] += scale · Σ_h (Z[r, h] − Zb[bidx[r], h]) · gbar[r, t, h]`` in float64.
+
+    The sum of a row's attributions ``Σ_j (x − x')_j (W Ḡ)_j`` equals
+    ``((x − x') W) · Ḡ = Δz · Ḡ``: the completeness check costs ``H`` products
+    per row and target, in float64, whatever the precision of the stored values.
+    """
+    n, nt, h = gbar.shape
+    for r in range(n):
+        b = bidx[r]
+        for t in range(nt):
+            acc = 0.0
+            for k in range(h):
+                acc += (Z[r, k] - Zb[b, k]) * gbar[r, t, k]
+            sums[r, t] += scale * acc

@@ -145,6 +145,7 @@ class CompiledModel:
         )
         self._session: Any = None
         self.ort_precision: str | None = None
+        self._weight32: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -227,6 +228,13 @@ class CompiledModel:
     def is_piecewise_linear(self) -> bool:
         """Whether every hidden nonlinearity is ReLU/LeakyReLU (exact IG applies)."""
         return self.head.is_piecewise_linear
+
+    @property
+    def weight32(self) -> np.ndarray:
+        """:attr:`weight` rounded to float32 (C-contiguous, made once): the pull-back operand."""
+        if self._weight32 is None:
+            self._weight32 = np.ascontiguousarray(self.weight, dtype=np.float32)
+        return self._weight32
 
     @property
     def proto(self) -> onnx.ModelProto:

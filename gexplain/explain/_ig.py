@@ -44,7 +44,7 @@ from ..head import output_mode
 from ..kernels import ig as _k
 from ._baselines import Baseline
 from ._compiled import CompiledModel, output_values
-from ._linalg import matmul_rows
+from ._linalg import ROWS, _threads, pullback
 
 METHODS = (
     "exact",
@@ -388,6 +388,21 @@ class ChunkResult:
     topk: pl.DataFrame | None
 
 
+def _check_finite(x: np.ndarray, Z: np.ndarray, sample_ids: Sequence[str]) -> None:
+    """Refuse rows with missing or infinite values.
+
+    Every input value reaches every unit of ``z = x @ W + b`` (``inf · 0`` is NaN),
+    so only rows whose ``z`` is not finite need the full scan of their inputs.
+    """
+    suspect = np.flatnonzero(~np.isfinite(Z).all(axis=1))
+    for r in suspect:
+        if not np.isfinite(x[r]).all():
+            raise InputError(
+                f"sample {sample_ids[r]!r} has missing or infinite expression values; "
+                "impute or drop them before explaining"
+            )
+
+
 def explain_chunk(
     model: CompiledModel,
     x: np.ndarray,
@@ -409,26 +424,30 @@ def explain_chunk(
 
     ``positions`` are the rows' indices in the whole input (for per-sample
     baselines); ``label_idx`` the class index of each row's label (−1 unknown).
-    ``out`` optionally receives the float32 values (``rows × G``, zeroed, e.g.
-    a slice of a preallocated matrix); by default a new array is allocated.
-    ``workspace`` keeps the large float64 buffers from one chunk to the next
-    (fresh multi-MB allocations cost a page fault per page on every chunk).
+    ``out`` optionally receives the float32 values (``rows × G``, e.g. a slice
+    of a preallocated matrix; it need not be zeroed); by default a new array is
+    allocated. ``workspace`` keeps the pull-back's scratch blocks from one chunk
+    to the next (fresh multi-MB allocations cost a page fault per page).
+
+    Work per chunk: one onnxruntime pass over the rows (the reference ``f_x``,
+    and ``z`` when the float64 graph holds it), one over each baseline's
+    distinct rows, the path integral in the first layer's space, and one
+    float32 product per row block written straight into ``out``; the
+    completeness sums come from ``Δz · Ḡ`` in float64.
     """
     ws = workspace if workspace is not None else Workspace()
     x = np.asarray(x)
-    X64 = ws.get("x64", x.shape)
-    np.copyto(X64, x, casting="unsafe")
-    finite = np.isfinite(X64).all(axis=1)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        raise InputError(
-            f"sample {sample_ids[bad]!r} has missing or infinite expression values; "
-            "impute or drop them before explaining"
-        )
     n_all = x.shape[0]
-    ref_logits, Zref = (
-        model.ort_forward(X64, with_z=True) if n_all else (np.zeros((0, model.n_classes)), None)
-    )
+    if n_all:
+        # one reference pass over the chunk's own rows (float32 rows are widened to
+        # float64 block by block inside ort_forward); it also yields z when the
+        # graph holds it in float64, which saves the first-layer product
+        ref_logits, Z = model.ort_forward(x, with_z=True)
+        if Z is None:
+            Z = model.first_layer(x)
+        _check_finite(x, Z, sample_ids)
+    else:
+        ref_logits, Z = np.zeros((0, model.n_classes)), np.zeros((0, model.n_hidden))
     predicted = np.argmax(ref_logits, axis=1) if n_all else np.zeros(0, np.int64)
     correct = None if label_idx is None else predicted == label_idx
     if correct_only:
@@ -436,9 +455,8 @@ def explain_chunk(
             raise InputError("--correct-only needs labelled samples")
         keep = np.flatnonzero(correct)
         if keep.size < n_all:
-            x, X64 = x[keep], X64[keep]
+            x, Z = x[keep], Z[keep]
             positions, ref_logits, predicted = positions[keep], ref_logits[keep], predicted[keep]
-            Zref = None if Zref is None else Zref[keep]
             sample_ids = [sample_ids[i] for i in keep]
             label_idx = label_idx[keep] if label_idx is not None else None
             correct = correct[keep]
@@ -448,31 +466,44 @@ def explain_chunk(
     G = model.n_genes
     fx = output_values(ref_logits, targets, settings.output) if n else np.zeros((0, T))
     if out is None:
-        out = np.zeros((n * T, G), dtype=np.float32)
+        out = np.empty((n * T, G), dtype=np.float32)
     elif out.shape != (n * T, G) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 of shape {(n * T, G)}")
     fb_mean = np.zeros((n, T))
     sums = np.zeros((n, T))
     steps_max = np.zeros(n, dtype=np.int64)
     if n:
-        # z from the reference pass when the graph holds it in float64 (saves a product)
-        Z = Zref if Zref is not None else model.first_layer(X64)
+        Z = np.ascontiguousarray(Z, dtype=np.float64)
         scale = 1.0 / len(baselines)
-        P = ws.get("pullback", (n, G))
+        threads = _threads()
+        scratch = [ws.get(f"pullback{i}", (ROWS, G), np.float32) for i in range(threads)]
+        if scale != 1.0:
+            out.fill(0.0)  # several baselines: every one adds scale · its attributions
         for b in baselines:
             rows_b, bidx = b.select(positions, label_idx)
             fb_logits, Zb = model.ort_forward(rows_b, with_z=True)
             if Zb is None:
                 Zb = model.first_layer(rows_b)
+            Zb = np.ascontiguousarray(Zb, dtype=np.float64)
             fb = output_values(fb_logits[bidx], targets, settings.output)
             fb_mean += fb * scale
             gbar, used = integrate(model, Z, Zb, bidx, targets, settings, gap=fx - fb)
             steps_max = np.maximum(steps_max, used)
-            for t in range(T):  # P = Ḡ_t Wᵀ (BLAS, row blocks), then (x − x') ⊙ P into out
-                matmul_rows(gbar[:, t, :], model.weight.T, out=P)
-                _k.accumulate_attributions(
-                    P, x, rows_b, bidx, scale, out, np.arange(n) * T + t, sums, t
-                )
+            # completeness in float64 from Δz · Ḡ (= Σ_j (x − x')_j (W Ḡ)_j)
+            _k.completeness_sums(Z, Zb, bidx, gbar, scale, sums)
+            # attributions: one float32 product per row block, straight into out
+            pullback(
+                gbar.reshape(n * T, -1).astype(np.float32),
+                model.weight32,
+                x,
+                rows_b,
+                bidx,
+                T,
+                out,
+                scale=scale,
+                accumulate=scale != 1.0,
+                scratch=scratch,
+            )
         if normalize:
             _k.normalize_rows(out, np.arange(n * T))
     delta = sums - (fx - fb_mean)

@@ -12,17 +12,30 @@ whatever the thread count, chunk size or neighbouring rows.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 #: Rows per BLAS call.
 ROWS = 64
 
+_CONTROLLER: Any = None
+
 
 def _threads() -> int:
     import numba
 
     return int(numba.get_num_threads())
+
+
+def _single_threaded_blas() -> Any:
+    """Context manager limiting BLAS to one thread (the library scan is done once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def matmul_rows(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -37,8 +50,6 @@ def matmul_rows(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> 
     out
         Optional ``(m, n)`` float64 C-contiguous output.
     """
-    from threadpoolctl import threadpool_limits
-
     m, k = A.shape
     n = B.shape[1]
     if out is None:
@@ -58,11 +69,109 @@ def matmul_rows(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> 
             out[s : s + a.shape[0]] = (pad @ B)[: a.shape[0]]
 
     threads = min(_threads(), nblocks)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _single_threaded_blas():
         if threads <= 1:
             for i in range(nblocks):
                 work(i)
         else:
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(work, range(nblocks)))
+    return out
+
+
+def pullback(
+    gbar: np.ndarray,
+    weight32: np.ndarray,
+    x: np.ndarray,
+    xb: np.ndarray,
+    bidx: np.ndarray,
+    n_targets: int,
+    out: np.ndarray,
+    *,
+    scale: float = 1.0,
+    accumulate: bool = False,
+    scratch: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Attributions ``(x − x') ⊙ (Ḡ Wᵀ)`` written (or added) straight into ``out``.
+
+    Row ``q`` of ``gbar`` (``(m, H)``, one row per sample and target, sample
+    ``r = q // n_targets``) is pulled back through ``weight32`` (``(G, H)``
+    float32) by a float32 BLAS product in fixed blocks of :data:`ROWS` rows
+    (the last one zero-padded), each single-threaded and spread over a thread
+    pool, so a row's values do not depend on the thread count or the chunk. A
+    full block is multiplied straight into its rows of ``out`` and scaled there
+    by ``x[r] − xb[bidx[r]]`` (formed in float64, rounded once) while still in
+    cache: no ``m × G`` intermediate. With ``accumulate`` the block goes to a
+    scratch buffer and ``scale ·`` the result is added to ``out`` (several
+    baselines averaged).
+
+    The stored values are float32 either way; the float64 completeness sums
+    come from ``Δz · Ḡ`` (:func:`gexplain.kernels.ig.completeness_sums`), not
+    from this product.
+
+    Parameters
+    ----------
+    gbar
+        ``(m, H)`` float32 integrated gradients in the first layer's space.
+    weight32
+        ``(G, H)`` float32 first-layer weight.
+    x, xb, bidx
+        ``(n, G)`` inputs, ``(k, G)`` baselines, ``(n,)`` each sample's baseline row.
+    n_targets
+        Rows of ``gbar`` per sample.
+    out
+        ``(m, G)`` float32, C-contiguous.
+    scale, accumulate
+        Add ``scale ·`` the attributions instead of overwriting (``scale`` must
+        be 1 without ``accumulate``).
+    scratch
+        Optional reusable float32 buffers of shape ``(ROWS, G)``, one per thread.
+    """
+    from ..kernels import ig as _k
+
+    m = gbar.shape[0]
+    g = weight32.shape[0]
+    if out.shape != (m, g) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float32 of shape {(m, g)}")
+    if not accumulate and scale != 1.0:
+        raise ValueError("scale needs accumulate=True")
+    if m == 0:
+        return out
+    A = np.ascontiguousarray(gbar, dtype=np.float32)
+    B = weight32.T
+    nblocks = -(-m // ROWS)
+    threads = max(1, min(_threads(), nblocks))
+    if scratch is None or len(scratch) < threads:
+        scratch = [np.empty((ROWS, g), dtype=np.float32) for _ in range(threads)]
+    pads = [np.empty((ROWS, A.shape[1]), dtype=np.float32) for _ in range(threads)]
+
+    def work(worker: int) -> None:
+        buf = scratch[worker]
+        pad = pads[worker]
+        for i in range(worker, nblocks, threads):
+            s = i * ROWS
+            rows = min(ROWS, m - s)
+            if rows == ROWS:
+                a = A[s : s + ROWS]
+            else:
+                pad[:rows] = A[s:]
+                pad[rows:] = 0.0
+                a = pad
+            if accumulate:
+                np.matmul(a, B, out=buf)
+                _k.attribution_rows_add(buf[:rows], x, xb, bidx, n_targets, s, scale, out)
+            else:
+                if rows == ROWS:
+                    np.matmul(a, B, out=out[s : s + ROWS])
+                else:
+                    np.matmul(a, B, out=buf)
+                    out[s:] = buf[:rows]
+                _k.attribution_rows_inplace(out, s, rows, x, xb, bidx, n_targets)
+
+    with _single_threaded_blas():
+        if threads <= 1:
+            work(0)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, range(threads)))
     return out
