@@ -81,6 +81,30 @@ def stored(tmp_path_factory):
     return d / "cohort", d / "mlp.onnx", cohort
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def _die_after(monkeypatch, finished: int) -> None:
+    """Make the driver die (raise) once ``finished`` chunks are reported done."""
+    real_progress = gd.progress
+
+    def dying_progress(*args, **kw):
+        bar = real_progress(*args, **kw)
+        real_update, calls = bar.update, []
+
+        def update(n=1):
+            calls.append(n)
+            real_update(n)
+            if len(calls) == finished:
+                raise _Interrupt
+
+        bar.update = update
+        return bar
+
+    monkeypatch.setattr(gd, "progress", dying_progress)
+
+
 def _same_attributions(a: Path, b: Path) -> None:
     assert (a / "attributions.arrow").read_bytes() == (b / "attributions.arrow").read_bytes()
     for name in ("attributions.parquet", "genes.parquet", "topk.parquet"):
@@ -141,7 +165,7 @@ def test_map_chunks_on_cluster(client):
 # ----------------------------------------------------------------------------- same bytes
 
 
-def test_simulate_on_cluster_same_bytes(client, tmp_path, cli):
+def test_simulate_on_cluster_same_bytes(client, tmp_path, cli, monkeypatch):
     kw = {"seed": 5, "chunk_size": 70, "n_genes": 600, "n_pathways": 60}
     local = simulate_to_disk(tmp_path / "local", "demo", quiet=True, **kw)
     # the CLI, joining the running cluster by its address
@@ -166,6 +190,20 @@ def test_simulate_on_cluster_same_bytes(client, tmp_path, cli):
     for name in ("samples.parquet", "genes.parquet", "truth/pathways.parquet"):
         assert pl.read_parquet(local / name).equals(pl.read_parquet(dask / name)), name
     _no_leftovers(tmp_path)
+    # a cluster run whose driver dies is finished by a run without a cluster
+    _die_after(monkeypatch, 2)
+    with pytest.raises(_Interrupt):
+        simulate_to_disk(tmp_path / "mixed", "demo", scheduler=client, quiet=True, **kw)
+    monkeypatch.undo()
+    counts = [-1]  # chunks already running finish: wait until the count settles
+    while len(counts) < 4 or len(set(counts[-3:])) > 1:
+        counts.append(len(list((tmp_path / ".mixed.partial").glob("done-*"))))
+        time.sleep(0.1)
+    assert counts[-1] >= 2
+    simulate_to_disk(tmp_path / "mixed", "demo", quiet=True, **kw)
+    assert (local / "expression.arrow").read_bytes() == (
+        tmp_path / "mixed" / "expression.arrow"
+    ).read_bytes()
 
 
 def test_explain_on_cluster_same_bytes(client, stored, tmp_path, cli):
@@ -341,30 +379,11 @@ def test_worker_killed_mid_run_costs_only_its_chunk(client, stored, tmp_path, sl
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_driver_killed_rerun_skips_finished_chunks(
     client, stored, tmp_path, monkeypatch, caplog, slow_chunks
 ):
     cohort_dir, model_path, _ = stored
-    real_progress = gd.progress
-
-    def dying_progress(*args, **kw):
-        bar = real_progress(*args, **kw)
-        real_update, calls = bar.update, []
-
-        def update(n=1):
-            calls.append(n)
-            real_update(n)
-            if len(calls) == 3:
-                raise _Interrupt  # the driver dies after its 3rd finished chunk
-
-        bar.update = update
-        return bar
-
-    monkeypatch.setattr(gd, "progress", dying_progress)
+    _die_after(monkeypatch, 3)  # the driver dies after its 3rd finished chunk
     kw = {"chunk_size": 4, "top_k": 2, "quiet": True}
     with pytest.raises(_Interrupt):
         explain_cohort(model_path, cohort_dir, tmp_path / "attr", scheduler=client, **kw)
