@@ -134,6 +134,18 @@ def test_parse_scheduler(tmp_path):
         gd.parse_scheduler(tmp_path / "missing.json")
 
 
+def test_bad_scheduler_fails_before_any_work(stored, tmp_path, cli):
+    cohort_dir, model_path, _ = stored
+    for cmd in (
+        ["explain", str(cohort_dir), str(model_path)],
+        ["simulate", "--preset=demo"],
+    ):
+        res = cli.invoke(main, [*cmd, "--scheduler", "local:0", "--out", str(tmp_path / "o")])
+        assert res.exit_code == 1
+        assert "a local cluster needs at least one worker" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_map_chunks_in_process():
     seen = []
 

@@ -401,6 +401,10 @@ def explain_cohort(
     """
     from ..cohort import Cohort
 
+    if scheduler is not None:  # a malformed scheduler fails before any work
+        from ..distributed import parse_scheduler
+
+        parse_scheduler(scheduler)
     source = cohort
     if isinstance(cohort, (str, os.PathLike)):
         cohort = Cohort.load(cohort)

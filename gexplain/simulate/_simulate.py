@@ -341,6 +341,10 @@ def simulate_to_disk(
     >>> c.shape, c.truth.summary()["informative_pathways_per_class"]
     ((600, 1000), 8)
     """
+    if scheduler is not None:  # a malformed scheduler fails before any work
+        from ..distributed import parse_scheduler
+
+        parse_scheduler(scheduler)
     sim, origin = _simulation(preset, seed, overrides)
     p = sim.params
     chunks = list(sim.chunks(chunk_size))
