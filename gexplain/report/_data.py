@@ -338,5 +338,8 @@ def fmt_ms(s: dict[str, Any] | None, digits: int = 3) -> str:
     """``mean ± sd`` of a :func:`mean_sd` dict."""
     if not s or s.get("mean") is None:
         return "–"
-    sd = s.get("sd")
-    return fmt(s["mean"], digits) + ("" if sd is None else f" ± {fmt(sd, digits)}")
+    mean, sd = s["mean"], s.get("sd")
+    if mean == 0 or 10 ** (-digits) <= abs(mean) < 1e5:
+        # the sd with the mean's precision: 0.955 ± 0.001, never 0.955 ± 8.60e-04
+        return f"{mean:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+    return fmt(mean, digits) + ("" if sd is None else f" ± {sd:.1e}")
