@@ -106,16 +106,18 @@ def output_value_grad(logits, target, mode, grad):
             m = logits[j]
     s = 0.0
     for j in range(c):
-        s += math.exp(logits[j] - m)
+        e = math.exp(logits[j] - m)
+        grad[j] = e  # each exponential once
+        s += e
     logp = logits[target] - m - math.log(s)
     if mode == OUT_LOGPROB:
         for j in range(c):
-            grad[j] = -math.exp(logits[j] - m) / s
+            grad[j] = -grad[j] / s
         grad[target] += 1.0
         return logp
     p = math.exp(logp)
     for j in range(c):
-        grad[j] = -p * math.exp(logits[j] - m) / s
+        grad[j] = -p * grad[j] / s
     grad[target] += p
     return p
 

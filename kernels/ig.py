@@ -626,6 +626,10 @@ def ig_quadrature_relu_first(
     c = layers[layers.shape[0] - 1, 2]
     has_rest = rest.shape[0] > 0
     out = np.zeros((n, nt, h))
+    MT = np.empty((h, n_out))  # Mᵀ: unit i's column of M is a contiguous row
+    for o in range(n_out):
+        for i in range(h):
+            MT[i, o] = params[moff + o * h + i]
     for r in prange(n):
         rb = bidx[r]
         dz = np.empty(h)
@@ -672,10 +676,10 @@ def ig_quadrature_relu_first(
                         for t in range(nt):
                             acc = 0.0
                             for o in range(n_out):
-                                acc += params[moff + o * h + i] * run[t, o]
+                                acc += MT[i, o] * run[t, o]
                             gbar[t, i] -= ds * acc
                         for o in range(n_out):
-                            mo = params[moff + o * h + i]
+                            mo = MT[i, o]
                             U[o] += mo * (ds * Zb[rb, i])
                             V[o] += mo * (ds * dz[i])
             a = alphas[k]
@@ -699,7 +703,7 @@ def ig_quadrature_relu_first(
             for i in range(h):
                 acc = 0.0
                 for o in range(n_out):
-                    acc += params[moff + o * h + i] * run[t, o]
+                    acc += MT[i, o] * run[t, o]
                 gbar[t, i] += sb[i] * acc
     return out
 
