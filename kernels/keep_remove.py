@@ -1,4 +1,4 @@
-"""Predictions of a compiled model when gene sets are kept or removed (set to a baseline).
+"""Keep/remove correctness of a compiled model for many gene sets, walked incrementally.
 
 The model is ``head(x W + b)``. With ``z0 = x W + b``, ``zb = x' W + b`` and a
 gene set ``K``, ``s_K = Σ_{j∈K} (x'_j − x_j) W_j``:
@@ -6,12 +6,20 @@ gene set ``K``, ``s_K = Σ_{j∈K} (x'_j − x_j) W_j``:
 - removing ``K`` (its genes set to the baseline ``x'``): ``z = z0 + s_K``;
 - keeping only ``K`` (every other gene at the baseline): ``z = zb − s_K``.
 
-Nested sets along an order (the top-k of a ranking, a random permutation's
-prefixes) are walked once: ``s`` is accumulated gene by gene and the head is
-evaluated at each checkpoint size. Sizes above ``G/2`` are reached from the
-other end (``s_K = (zb − z0) − s_{K^c}``), so one order costs at most ``G · H``
-per sample. Rows are independent (``prange``); results do not depend on the
-thread count. Predictions are the argmax of the logits (first index on ties).
+Every set is described as a *checkpoint* on a gene order: the first ``p``
+genes of the order minus a short list of genes (``K = order[:p] \\ sub``). The
+prefixes of a ranking, of a random permutation, and random sets that avoid
+the top genes (a permutation's prefix minus the top genes it contains) all
+have this form, so one walk along each order, accumulating ``s`` gene by
+gene, serves every checkpoint on it (the whole order, ``p = G``, needs no walk:
+``s = zb − z0``).
+
+Rows are processed in blocks of one group (rows that share orders and
+checkpoints); inside a block the differences ``x' − x`` are stored gene-major,
+so each gene's weight row is used for all the block's rows at once. A row's
+sums are accumulated in the same order whatever the block and the thread, so
+results do not depend on the thread count. Predictions are the argmax of the
+logits (first index on ties); the kernel returns whether it equals the label.
 """
 
 from __future__ import annotations
@@ -20,14 +28,6 @@ import numpy as np
 from numba import njit, prange
 
 from .head import head_forward
-
-
-@njit(cache=True, inline="always")
-def _add_gene(xr, base, weight, j, acc):
-    d = base[j] - xr[j]
-    if d != 0.0:
-        for h in range(acc.shape[0]):
-            acc[h] += d * weight[j, h]
 
 
 @njit(cache=True)
@@ -40,134 +40,112 @@ def _argmax_head(layers, params, z, acts):
     return best
 
 
-@njit(cache=True)
-def _predict_both(layers, params, z0r, zbr, s, z, acts, out_keep, out_remove, r, a, b):
-    hh = s.shape[0]
-    for h in range(hh):
-        z[h] = z0r[h] + s[h]
-    out_remove[r, a, b] = _argmax_head(layers, params, z, acts)
-    for h in range(hh):
-        z[h] = zbr[h] - s[h]
-    out_keep[r, a, b] = _argmax_head(layers, params, z, acts)
-
-
 @njit(cache=True, parallel=True)
-def prefix_predictions(
-    x, base, weight, z0, zb, layers, params, n_acts, orders, row_group, group_orders, sizes
+def walk_correct(
+    x,
+    rows,
+    base,
+    weight,
+    z0,
+    zb,
+    layers,
+    params,
+    n_acts,
+    labels,
+    block_start,
+    block_stop,
+    block_group,
+    orders,
+    group_orders,
+    cp_pos,
+    cp_seq,
+    sub_start,
+    sub_len,
+    sub_idx,
 ):
-    """Keep/remove predictions for the prefixes of gene orders.
+    """Keep/remove correctness at every checkpoint.
 
     Parameters
     ----------
-    x : (n, G) inputs; base : (G,) baseline; weight : (G, H); z0, zb : (n, H)
+    x : (N, G) inputs; rows : (n,) int64 the rows of ``x`` processed, in order
+    base : (G,) baseline; weight : (G, H); z0, zb : (n, H) for those rows
     layers, params, n_acts : the head program
-    orders : (O, G) int64 gene orders (each a permutation, or its first entries
-        with the rest unused beyond the largest size)
-    row_group : (n,) int64 group of each row (``-1``: skip the row)
-    group_orders : (n_groups, T) int64 order ids walked by the rows of a group
-    sizes : (n_groups, S) int64 ascending checkpoint sizes (``-1`` padding)
+    labels : (n,) int64 true class index of each processed row
+    block_start, block_stop, block_group : row blocks ``[start, stop)``, each
+        within one group
+    orders : (O, G) int64 gene orders
+    group_orders : (n_groups, T) int64 order walked in slot ``t`` (``-1``: none)
+    cp_pos : (n_groups, T, Q) int64 prefix length of checkpoint ``q``
+    cp_seq : (n_groups, T, Q) int64 checkpoint indices by increasing ``cp_pos``
+        (``-1`` ends the list)
+    sub_start, sub_len : (n_groups, T, Q) int64 slice of ``sub_idx`` removed
+        from the prefix
+    sub_idx : (S,) int64 genes
 
     Returns
     -------
-    keep, remove : (n, T, S) int32 predicted class indices (``-1`` where not computed)
+    keep, remove : (n, T, Q) int8 — 1 if the prediction equals the label, 0 if
+    not, -1 where no checkpoint is defined.
     """
-    n, g = x.shape
+    n = rows.shape[0]
+    g = x.shape[1]
     hh = weight.shape[1]
     t_max = group_orders.shape[1]
-    s_max = sizes.shape[1]
-    keep = np.full((n, t_max, s_max), -1, dtype=np.int32)
-    remove = np.full((n, t_max, s_max), -1, dtype=np.int32)
-    half = g // 2
-    for r in prange(n):
-        grp = row_group[r]
-        if grp < 0:
-            continue
-        xr = x[r]
-        acc = np.zeros(hh)
-        z = np.empty(hh)
+    q_max = cp_pos.shape[2]
+    keep = np.full((n, t_max, q_max), -1, dtype=np.int8)
+    remove = np.full((n, t_max, q_max), -1, dtype=np.int8)
+    for b in prange(block_start.shape[0]):
+        r0 = block_start[b]
+        nr = block_stop[b] - r0
+        grp = block_group[b]
+        d = np.empty((g, nr))
+        for rr in range(nr):
+            for j in range(g):
+                d[j, rr] = base[j] - x[rows[r0 + rr], j]
+        acc = np.empty((nr, hh))
         s = np.empty(hh)
+        z = np.empty(hh)
         acts = np.empty(n_acts)
-        total = np.empty(hh)
-        for h in range(hh):
-            total[h] = zb[r, h] - z0[r, h]
         for t in range(t_max):
             o = group_orders[grp, t]
             if o < 0:
                 continue
             order = orders[o]
-            # forward: sizes <= G/2
-            for h in range(hh):
-                acc[h] = 0.0
+            acc[:] = 0.0
             pos = 0
-            for q in range(s_max):
-                m = sizes[grp, q]
-                if m < 0 or m > half:
-                    continue
-                while pos < m:
-                    _add_gene(xr, base, weight, order[pos], acc)
+            for u in range(q_max):
+                q = cp_seq[grp, t, u]
+                if q < 0:
+                    break
+                p = cp_pos[grp, t, q]
+                if p >= g:  # every gene: s = zb - z0, no walk needed
+                    for rr in range(nr):
+                        r = r0 + rr
+                        for h in range(hh):
+                            acc[rr, h] = zb[r, h] - z0[r, h]
+                    pos = g
+                while pos < p:
+                    j = order[pos]
+                    for rr in range(nr):
+                        dj = d[j, rr]
+                        for h in range(hh):
+                            acc[rr, h] += dj * weight[j, h]
                     pos += 1
-                _predict_both(layers, params, z0[r], zb[r], acc, z, acts, keep, remove, r, t, q)
-            # backward: sizes > G/2 from the complement
-            for h in range(hh):
-                acc[h] = 0.0
-            pos = g
-            for q in range(s_max - 1, -1, -1):
-                m = sizes[grp, q]
-                if m < 0 or m <= half:
-                    continue
-                while pos > m:
-                    pos -= 1
-                    _add_gene(xr, base, weight, order[pos], acc)
-                for h in range(hh):
-                    s[h] = total[h] - acc[h]
-                _predict_both(layers, params, z0[r], zb[r], s, z, acts, keep, remove, r, t, q)
-    return keep, remove
-
-
-@njit(cache=True, parallel=True)
-def excluding_predictions(
-    x, base, weight, z0, zb, layers, params, n_acts, perms, row_group, excl_rank, sizes
-):
-    """Keep/remove predictions for random sets that avoid the top genes.
-
-    For a row of group ``g``, draw ``d`` and size ``m = sizes[g, q]``, the set
-    is the first ``m`` genes of ``perms[d]`` whose ``excl_rank[g, j] >= m``
-    (the genes outside the group's top-``m`` set). Only sizes with
-    ``m <= G − m`` are computed.
-
-    Returns
-    -------
-    keep, remove : (n, D, S) int32 (``-1`` where not computed)
-    """
-    n, g = x.shape
-    hh = weight.shape[1]
-    n_draws = perms.shape[0]
-    s_max = sizes.shape[1]
-    keep = np.full((n, n_draws, s_max), -1, dtype=np.int32)
-    remove = np.full((n, n_draws, s_max), -1, dtype=np.int32)
-    for r in prange(n):
-        grp = row_group[r]
-        if grp < 0:
-            continue
-        xr = x[r]
-        acc = np.zeros(hh)
-        z = np.empty(hh)
-        acts = np.empty(n_acts)
-        for d in range(n_draws):
-            perm = perms[d]
-            for q in range(s_max):
-                m = sizes[grp, q]
-                if m <= 0 or m > g - m:
-                    continue
-                for h in range(hh):
-                    acc[h] = 0.0
-                added = 0
-                pos = 0
-                while added < m:
-                    j = perm[pos]
-                    pos += 1
-                    if excl_rank[grp, j] >= m:
-                        _add_gene(xr, base, weight, j, acc)
-                        added += 1
-                _predict_both(layers, params, z0[r], zb[r], acc, z, acts, keep, remove, r, d, q)
+                a = sub_start[grp, t, q]
+                m = sub_len[grp, t, q]
+                for rr in range(nr):
+                    r = r0 + rr
+                    for h in range(hh):
+                        s[h] = acc[rr, h]
+                    for e in range(a, a + m):
+                        j = sub_idx[e]
+                        dj = d[j, rr]
+                        for h in range(hh):
+                            s[h] -= dj * weight[j, h]
+                    for h in range(hh):
+                        z[h] = z0[r, h] + s[h]
+                    remove[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
+                    for h in range(hh):
+                        z[h] = zb[r, h] - s[h]
+                    keep[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
     return keep, remove

@@ -131,6 +131,10 @@ def test_curves_identical_on_one_and_two_threads_and_sd(rng):
         runs.append(keep_remove_curves(cm, x, y, ["a", "b", "c"], scores, random_draws=5))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert runs[0].curves.equals(runs[1].curves)
+    one_row_blocks = keep_remove_curves(
+        cm, x, y, ["a", "b", "c"], scores, random_draws=5, block_rows=1
+    )
+    assert one_row_blocks.curves.equals(runs[0].curves)
     rnd = runs[0].curves.filter(curve="keep-random")
     assert (rnd["sd"] >= 0).all() and rnd["sd"].null_count() == 0
     assert runs[0].curves.filter(curve="keep")["sd"].null_count() == len(

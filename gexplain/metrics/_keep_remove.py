@@ -31,9 +31,14 @@ so a draw's sets are nested), and ``keep-random-excluding-top`` /
 top set (defined while the top set holds at most half of the genes).
 
 Cost: with ``z0 = xW + b`` and ``zb = x'W + b``, a set ``K`` moves the first
-pre-activation by ``Σ_{j∈K}(x'_j − x_j)W_j``, so every curve is an incremental
-walk in the first layer's space (:mod:`gexplain.kernels.keep_remove`), at most
-``G·H`` per sample and order instead of one full forward per point.
+pre-activation by ``Σ_{j∈K}(x'_j − x_j)W_j``. Every curve point is a prefix of
+a gene order (a class ranking, the union order, a random permutation) minus a
+few genes (the top genes a random prefix contains, for the excluding-top
+sets), so each sample walks each order once, accumulating in the first
+layer's space and running the small head at every point
+(:func:`gexplain.kernels.keep_remove.walk_correct`): about ``(2 + draws) · G · H``
+per sample for all curves, instead of one full forward of the test matrix per
+point and draw.
 """
 
 from __future__ import annotations
@@ -103,15 +108,6 @@ def _resolve_baseline(cm: Any, baseline: Any) -> np.ndarray:
     return b
 
 
-def _recalls(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Recall of each class in ``classes`` over its rows: ``(len(classes), *pred.shape[1:])``."""
-    out = np.empty((len(classes), *pred.shape[1:]))
-    for i, c in enumerate(classes):
-        rows = labels == c
-        out[i] = (pred[rows] == c).mean(axis=0)
-    return out
-
-
 def _stats(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd over axis 0 (sd 0 for a single draw)."""
     mean = draws.mean(axis=0)
@@ -131,6 +127,7 @@ def keep_remove_curves(
     seed: SeedLike = 0,
     baseline: Any = None,
     variants: Sequence[str] = ("union", "per-class"),
+    block_rows: int = 32,
 ) -> MetricResult:
     """Balanced accuracy when keeping only, or removing, each class's top-k genes.
 
@@ -159,6 +156,8 @@ def keep_remove_curves(
         ``None``/``"model-zero"`` or a ``(G,)`` vector.
     variants
         ``union`` and/or ``per-class``.
+    block_rows
+        Rows walked together by the kernel (speed only; results do not change).
 
     Returns
     -------
@@ -168,7 +167,7 @@ def keep_remove_curves(
         ``union`` (``x`` = genes in the union) and ``per-class`` (``x`` = k).
     """
     from ..explain import CompiledModel
-    from ..kernels.keep_remove import excluding_predictions, prefix_predictions
+    from ..kernels.keep_remove import walk_correct
 
     cm = CompiledModel.load(model)
     x = np.ascontiguousarray(X)
@@ -199,109 +198,230 @@ def keep_remove_curves(
     if not grid or grid[0] <= 0:
         raise InputError("every k must be positive")
     base = _resolve_baseline(cm, baseline)
-    z0 = cm.first_layer(x)
+    for variant in variants:
+        if variant not in ("union", "per-class"):
+            raise InputError(f"unknown keep/remove variant {variant!r}: use union or per-class")
+    plan = _Plan(s, grid, random_draws, seed)
+    # rows: the labelled ones, sorted by group (a ranked class, or "other")
+    group_of_model = np.full(cm.n_classes, plan.n_cls, dtype=np.int64)
+    group_of_model[model_idx] = np.arange(plan.n_cls)
+    if (labels >= cm.n_classes).any():
+        raise InputError(f"labels must be class indices below {cm.n_classes}")
+    labelled = np.flatnonzero(labels >= 0)
+    grp = group_of_model[labels[labelled]]
+    order = np.argsort(grp, kind="stable")
+    rows = labelled[order].astype(np.int64)
+    grp = grp[order]
+    lab = labels[rows]
+    starts, stops, bgroups = _blocks(grp, block_rows)
+    z0 = cm.first_layer(x[rows])
     zb = np.ascontiguousarray(
         np.broadcast_to(base @ cm.weight + cm.bias, z0.shape), dtype=np.float64
     )
     head = cm.head
-    args = (x, base, cm.weight, z0, zb, head.layers, head.params, head.n_acts)
-    rng = generator(seed, "metrics.keep-remove")
-    perms = np.stack([rng.permutation(g) for _ in range(random_draws)]) if random_draws else None
-    class_orders = _class_orders(s)
-    labelled = labels >= 0
-    present = np.unique(labels[labelled])
-    rows: list[dict[str, Any]] = []
+    keep, remove = walk_correct(
+        x,
+        rows,
+        base,
+        cm.weight,
+        z0,
+        zb,
+        head.layers,
+        head.params,
+        head.n_acts,
+        lab,
+        starts,
+        stops,
+        bgroups,
+        plan.orders,
+        plan.group_orders,
+        plan.cp_pos,
+        plan.cp_seq,
+        plan.sub_start,
+        plan.sub_len,
+        plan.sub_idx,
+    )
+    out: list[dict[str, Any]] = []
+    present = np.unique(lab)
+    u_sizes, k_sizes = plan.u_sizes, plan.k_sizes
+    nu, nk = len(u_sizes), len(k_sizes)
+    a_sl, b_sl = slice(0, nu), slice(nu, nu + nk)
+    c_sl, d_sl = slice(nu + nk, 2 * nu + nk), slice(2 * nu + nk, 2 * nu + 2 * nk)
+    u_excl_ok = u_sizes <= g - u_sizes
+    k_excl_ok = k_sizes <= g - k_sizes
 
-    def add(cls: str | None, curve: str, variant: str, xs: Sequence[float], v, sd=None) -> None:
-        for i, xv in enumerate(xs):
-            if not np.isfinite(v[i]):
+    def balanced(ok: np.ndarray) -> np.ndarray:
+        return np.mean([ok[lab == c].mean(axis=0) for c in present], axis=0)
+
+    for name, ok in (("keep", keep), ("remove", remove)):
+        if "union" in variants:
+            _add(out, None, name, "union", u_sizes, balanced(ok[:, 0, a_sl]))
+            if plan.n_draws:
+                draws = balanced(ok[:, 2:, a_sl])  # (D, U)
+                _add(out, None, f"{name}-random", "union", u_sizes, *_stats(draws))
+                ex = balanced(ok[:, 2:, c_sl])
+                _add(
+                    out,
+                    None,
+                    f"{name}-random-excluding-top",
+                    "union",
+                    u_sizes[u_excl_ok],
+                    *(v[u_excl_ok] for v in _stats(ex)),
+                )
+        if "per-class" in variants:
+            ranked = [c for c in range(plan.n_cls) if (grp == c).any()]
+            if not ranked:
                 continue
-            rows.append(
-                {
-                    "class": cls,
-                    "curve": curve,
-                    "variant": variant,
-                    "x": float(xv),
-                    "value": float(v[i]),
-                    "sd": None if sd is None else float(sd[i]),
-                }
-            )
-
-    for variant in variants:
-        if variant == "union":
-            order, entry = _union_order(class_orders)
-            sizes = np.array(sorted({int((entry < k).sum()) for k in grid}), dtype=np.int64)
-            excl_rank = np.empty((1, g), dtype=np.int64)
-            excl_rank[0, order] = np.arange(g)
-            orders = np.concatenate([order[None, :], perms]) if perms is not None else order[None]
-            row_group = np.where(labelled, 0, -1).astype(np.int64)
-            group_orders = np.arange(orders.shape[0], dtype=np.int64)[None, :]
-            keep, remove = prefix_predictions(*args, orders, row_group, group_orders, sizes[None])
-            ex = None
-            if perms is not None:
-                ex = excluding_predictions(*args, perms, row_group, excl_rank, sizes[None])
-
-            def bal(pred: np.ndarray) -> np.ndarray:
-                return _recalls(pred[labelled], labels[labelled], present).mean(axis=0)
-
-            for name, pred in (("keep", keep), ("remove", remove)):
-                acc = bal(pred)  # (T, S)
-                add(None, name, "union", sizes, acc[0])
-                if perms is not None:
-                    mean, sd = _stats(acc[1:])
-                    add(None, f"{name}-random", "union", sizes, mean, sd)
-            if ex is not None:
-                for name, pred in zip(("keep", "remove"), ex):
-                    acc = bal(pred)  # (D, S)
-                    acc[:, sizes > g - sizes] = np.nan
-                    mean, sd = _stats(acc)
-                    add(None, f"{name}-random-excluding-top", "union", sizes, mean, sd)
-        elif variant == "per-class":
-            # group c: the rows whose true label is class c (of ``class_names``)
-            group_of_model = np.full(max(cm.n_classes, 1), -1, dtype=np.int64)
-            group_of_model[model_idx] = np.arange(len(names))
-            row_group = np.where(labelled, group_of_model[np.where(labelled, labels, 0)], -1)
-            sizes = np.array(grid, dtype=np.int64)
-            n_groups = len(names)
-            n_draws = 0 if perms is None else perms.shape[0]
-            orders = class_orders if perms is None else np.concatenate([class_orders, perms])
-            group_orders = np.empty((n_groups, 1 + n_draws), dtype=np.int64)
-            group_orders[:, 0] = np.arange(n_groups)
-            group_orders[:, 1:] = n_groups + np.arange(n_draws)[None, :]
-            size_tab = np.broadcast_to(sizes, (n_groups, sizes.size)).copy()
-            keep, remove = prefix_predictions(*args, orders, row_group, group_orders, size_tab)
-            ex = None
-            if perms is not None:
-                ranks = np.empty((n_groups, g), dtype=np.int64)
-                ranks[np.arange(n_groups)[:, None], class_orders] = np.arange(g)[None, :]
-                ex = excluding_predictions(*args, perms, row_group, ranks, size_tab)
-            per_group = [np.flatnonzero(row_group == c) for c in range(n_groups)]
-            has_rows = [c for c in range(n_groups) if per_group[c].size]
-
-            def recall(pred: np.ndarray, c: int, groups: list = per_group) -> np.ndarray:
-                return (pred[groups[c]] == model_idx[c]).mean(axis=0)
-
-            for name, pred in (("keep", keep), ("remove", remove)):
-                per = np.stack([recall(pred, c) for c in has_rows])  # (C', T, S)
-                for i, c in enumerate(has_rows):
-                    add(names[c], name, "per-class", sizes, per[i, 0])
-                add(None, name, "per-class", sizes, per[:, 0].mean(axis=0))
-                if perms is not None:
-                    draws = per[:, 1:]  # (C', D, S)
-                    for i, c in enumerate(has_rows):
-                        mean, sd = _stats(draws[i])
-                        add(names[c], f"{name}-random", "per-class", sizes, mean, sd)
-                    mean, sd = _stats(draws.mean(axis=0))
-                    add(None, f"{name}-random", "per-class", sizes, mean, sd)
-            if ex is not None:
-                for name, pred in zip(("keep", "remove"), ex):
-                    per = np.stack([recall(pred, c) for c in has_rows])  # (C', D, S)
-                    per[:, :, sizes > g - sizes] = np.nan
-                    for i, c in enumerate(has_rows):
+            per_top = np.stack([ok[grp == c][:, 1, b_sl].mean(axis=0) for c in ranked])
+            for i, c in enumerate(ranked):
+                _add(out, names[c], name, "per-class", k_sizes, per_top[i])
+            _add(out, None, name, "per-class", k_sizes, per_top.mean(axis=0))
+            if plan.n_draws:
+                for curve, sl, keep_pts in (
+                    (f"{name}-random", b_sl, np.ones(nk, bool)),
+                    (f"{name}-random-excluding-top", d_sl, k_excl_ok),
+                ):
+                    per = np.stack([ok[grp == c][:, 2:, sl].mean(axis=0) for c in ranked])
+                    for i, c in enumerate(ranked):
                         mean, sd = _stats(per[i])
-                        add(names[c], f"{name}-random-excluding-top", "per-class", sizes, mean, sd)
+                        _add(
+                            out,
+                            names[c],
+                            curve,
+                            "per-class",
+                            k_sizes[keep_pts],
+                            mean[keep_pts],
+                            sd[keep_pts],
+                        )
                     mean, sd = _stats(per.mean(axis=0))
-                    add(None, f"{name}-random-excluding-top", "per-class", sizes, mean, sd)
-        else:
-            raise InputError(f"unknown keep/remove variant {variant!r}: use union or per-class")
-    return MetricResult(curves=pl.DataFrame(rows, schema=CURVE_SCHEMA))
+                    _add(
+                        out,
+                        None,
+                        curve,
+                        "per-class",
+                        k_sizes[keep_pts],
+                        mean[keep_pts],
+                        sd[keep_pts],
+                    )
+    return MetricResult(curves=pl.DataFrame(out, schema=CURVE_SCHEMA))
+
+
+def _add(
+    out: list[dict[str, Any]],
+    cls: str | None,
+    curve: str,
+    variant: str,
+    xs: np.ndarray,
+    values: np.ndarray,
+    sd: np.ndarray | None = None,
+) -> None:
+    for i, xv in enumerate(xs):
+        out.append(
+            {
+                "class": cls,
+                "curve": curve,
+                "variant": variant,
+                "x": float(xv),
+                "value": float(values[i]),
+                "sd": None if sd is None else float(sd[i]),
+            }
+        )
+
+
+def _blocks(grp: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks of at most ``size`` consecutive rows within one group (rows sorted by group)."""
+    starts, stops, groups = [], [], []
+    n = grp.shape[0]
+    a = 0
+    while a < n:
+        b = a
+        while b < n and grp[b] == grp[a] and b - a < size:
+            b += 1
+        starts.append(a)
+        stops.append(b)
+        groups.append(grp[a])
+        a = b
+    as64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    return as64(starts), as64(stops), as64(groups)
+
+
+class _Plan:
+    """Orders and checkpoints of every curve point (see :mod:`gexplain.kernels.keep_remove`).
+
+    Groups ``0..C-1`` are the ranked classes (their samples), group ``C`` the
+    samples of other classes (union curves only). Order slots: 0 the union
+    order, 1 the group's class order, ``2 + d`` random permutation ``d``.
+    Checkpoint slots: ``[0, U)`` union sizes, ``[U, U+K)`` grid sizes, then the
+    excluding-top sets for the union sizes and for the grid sizes.
+    """
+
+    def __init__(self, scores: np.ndarray, grid: list[int], draws: int, seed: SeedLike) -> None:
+        c, g = scores.shape
+        self.n_cls = c
+        self.n_draws = draws
+        class_orders = _class_orders(scores)
+        union, entry = _union_order(class_orders)
+        self.k_sizes = np.asarray(grid, dtype=np.int64)
+        self.u_sizes = np.array(sorted({int((entry < k).sum()) for k in grid}), dtype=np.int64)
+        rng = generator(seed, "metrics.keep-remove")
+        perms = [rng.permutation(g) for _ in range(draws)]
+        self.orders = np.ascontiguousarray(
+            np.vstack([union[None, :], class_orders, *(p[None, :] for p in perms)]), dtype=np.int64
+        )
+        nu, nk = self.u_sizes.size, self.k_sizes.size
+        n_groups, t_max, q_max = c + 1, 2 + draws, 2 * nu + 2 * nk
+        self.group_orders = np.full((n_groups, t_max), -1, dtype=np.int64)
+        self.group_orders[:, 0] = 0
+        self.group_orders[:c, 1] = 1 + np.arange(c)
+        self.group_orders[:, 2:] = 1 + c + np.arange(draws)[None, :]
+        self.cp_pos = np.full((n_groups, t_max, q_max), -1, dtype=np.int64)
+        self.sub_start = np.zeros((n_groups, t_max, q_max), dtype=np.int64)
+        self.sub_len = np.zeros((n_groups, t_max, q_max), dtype=np.int64)
+        subs: list[np.ndarray] = []
+        offset = 0
+
+        def excluding(perm: np.ndarray, rank: np.ndarray, m: int) -> tuple[int, np.ndarray]:
+            """Prefix length of ``perm`` holding ``m`` genes of rank ``>= m``, and the others."""
+            r = rank[perm]
+            p = int(np.searchsorted(np.cumsum(r >= m), m)) + 1
+            head = perm[:p]
+            return p, head[r[:p] < m]
+
+        self.cp_pos[:, 0, :nu] = self.u_sizes
+        self.cp_pos[:c, 1, nu : nu + nk] = self.k_sizes
+        union_rank = np.empty(g, dtype=np.int64)
+        union_rank[union] = np.arange(g)
+        class_rank = np.empty((c, g), dtype=np.int64)
+        class_rank[np.arange(c)[:, None], class_orders] = np.arange(g)[None, :]
+        for d, perm in enumerate(perms):
+            t = 2 + d
+            self.cp_pos[:, t, :nu] = self.u_sizes
+            self.cp_pos[:, t, nu : nu + nk] = self.k_sizes
+            for i, m in enumerate(self.u_sizes):
+                if m > g - m:
+                    continue
+                p, sub = excluding(perm, union_rank, int(m))
+                q = nu + nk + i
+                self.cp_pos[:, t, q] = p
+                self.sub_start[:, t, q] = offset
+                self.sub_len[:, t, q] = sub.size
+                subs.append(sub)
+                offset += sub.size
+            for cls in range(c):
+                for i, m in enumerate(self.k_sizes):
+                    if m > g - m:
+                        continue
+                    p, sub = excluding(perm, class_rank[cls], int(m))
+                    q = 2 * nu + nk + i
+                    self.cp_pos[cls, t, q] = p
+                    self.sub_start[cls, t, q] = offset
+                    self.sub_len[cls, t, q] = sub.size
+                    subs.append(sub)
+                    offset += sub.size
+        self.sub_idx = (
+            np.concatenate(subs).astype(np.int64) if subs else np.zeros(0, dtype=np.int64)
+        )
+        # checkpoints of each (group, slot) by increasing prefix length; -1 ends the list
+        key = np.where(self.cp_pos < 0, np.iinfo(np.int64).max, self.cp_pos)
+        seq = np.argsort(key, axis=2, kind="stable")
+        self.cp_seq = np.where(np.take_along_axis(self.cp_pos, seq, axis=2) < 0, -1, seq)
