@@ -31,6 +31,7 @@ def tiny_experiment(**sections: Any) -> dict[str, Any]:
         n_classes=3, samples_per_class=30, n_genes=200, n_pathways=20, informative_pathways=3
     )
     doc["models"].update(kinds=list(MODELS), seeds=list(SEEDS), epochs=8, milestones=[6], threads=1)
+    doc["evaluate"].update(n_perturb=5, keep_remove_draws=5, random_draws=5, fa_random_draws=3)
     for name, table in sections.items():
         doc.setdefault(name, {}).update(table)
     return doc

@@ -313,3 +313,115 @@ def test_cli_run_and_demo(run_dir, tmp_path, cli, monkeypatch):
     res = cli.invoke(main, ["run", str(bad), "--out", str(tmp_path / "x")])
     assert res.exit_code == 1
     assert "[explain] steps (line 4): must be ≥ 1" in res.output
+
+
+def test_evaluate_options_are_checked_against_evaluate(tmp_path):
+    head = '[cohort]\nsimulate = { preset = "demo" }\n\n'
+    msg = _error(tmp_path, head + "[evaluate]\nn_perturbations = 10\n")
+    assert "[evaluate] n_perturbations (line 5): unknown key" in msg and "n_perturb" in msg
+    msg = _error(tmp_path, head + '[evaluate]\nmetrics = ["pg", "fidelity"]\n')
+    assert "[evaluate] metrics (line 5)" in msg and "'fidelity'" in msg
+    plan = load_experiment(
+        {"cohort": {"simulate": {}}, "evaluate": {"metrics": "pg,fa", "n_perturb": 5}}
+    )
+    assert plan["evaluate"] == {
+        "enabled": True,
+        "metrics": ["pg", "fa"],
+        "options": {"n_perturb": 5},
+    }
+
+
+def test_scheduler_and_evaluate_defaults_are_passed_through(run_dir, tmp_path, monkeypatch):
+    import gexplain.explain as gex
+    import gexplain.metrics as gm
+
+    run = copy_run(run_dir, tmp_path / "run")
+    seen = {}
+    real = gex.explain_cohort
+
+    def spy(model, *args, **kwargs):
+        seen.setdefault("explain", kwargs.get("scheduler"))
+        kwargs.pop("scheduler", None)
+        return real(model, *args, **kwargs)
+
+    def fake_evaluate(
+        cohort,
+        models,
+        attributions,
+        *,
+        metrics=("pg",),
+        out=None,
+        seed=0,
+        output="probability",
+        split="test",
+        n_perturb=100,
+        keep_remove_draws=100,
+        random_draws=30,
+        fa_random_draws=10,
+        quiet=True,
+        overwrite=False,
+    ):
+        seen["evaluate"] = dict(
+            metrics=metrics,
+            seed=seed,
+            output=output,
+            split=split,
+            n_perturb=n_perturb,
+            keep_remove_draws=keep_remove_draws,
+            out=Path(out).name,
+            attributions=Path(attributions).name,
+        )
+        from run_helpers import write_metrics
+
+        write_metrics(Path(out))
+
+    monkeypatch.setattr(gex, "explain_cohort", spy)
+    monkeypatch.setattr(gm, "evaluate", fake_evaluate, raising=False)
+    doc = _doc(
+        experiment={"scheduler": "local:1", "seed": 0},
+        explain={"output": "logit", "top_k": 3},
+        evaluate={"enabled": True, "n_perturb": 7},
+    )
+    r = run_experiment(doc, out=run, quiet=True)
+    assert r.ran == ["explain", "evaluate"]
+    assert seen["explain"] == "local:1"
+    # the default metrics (all families), the explained output and split follow the experiment
+    assert seen["evaluate"] == {
+        "metrics": ("pg",),
+        "seed": 0,
+        "output": "logit",
+        "split": "test",
+        "n_perturb": 7,
+        "keep_remove_draws": 5,  # from tiny_experiment
+        "out": "metrics",
+        "attributions": "attributions",
+    }
+
+
+def test_wheel_ships_the_experiments(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    names = zipfile.ZipFile(next(tmp_path.glob("gexplain-*.whl"))).namelist()
+    for name in ("demo", "paper-simu1", "paper-simu2", "xena-template"):
+        assert f"gexplain/data/experiments/{name}.toml" in names
+    for module in ("run/_runner.py", "run/_schema.py", "report/_render.py", "cli/run.py"):
+        assert f"gexplain/{module}" in names

@@ -464,7 +464,37 @@ def _evaluate(where: _Where, doc: Mapping[str, Any]) -> dict[str, Any]:
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     knobs = {k: v for k, v in t.items() if k != "metrics"}
     enabled = _typed(where, section, "enabled", knobs.pop("enabled", True), bool, "true or false")
+    accepted = _evaluate_options()
+    if accepted is not None:
+        _check_keys(where, section, knobs, accepted | {"metrics", "enabled"})
+        if metrics != "all":
+            from ..metrics import EVALUATE_METRICS
+
+            bad = [m for m in metrics if m != "all" and m not in EVALUATE_METRICS]
+            if bad or not metrics:
+                raise where.error(
+                    section,
+                    "metrics",
+                    f"unknown metric family {bad[0] if bad else ''!r}; choose from "
+                    f"all, {', '.join(EVALUATE_METRICS)}",
+                )
     return {"enabled": enabled, "metrics": metrics, "options": knobs}
+
+
+def _evaluate_options() -> set[str] | None:
+    """Keyword options of :func:`gexplain.metrics.evaluate` that an experiment may set."""
+    try:
+        from ..metrics import evaluate
+    except (ImportError, AttributeError):
+        return None
+    params = inspect.signature(evaluate).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {
+        n
+        for n, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("out", "quiet", "overwrite")
+    }
 
 
 def _report(where: _Where, doc: Mapping[str, Any]) -> dict[str, Any]:
