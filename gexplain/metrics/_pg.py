@@ -576,9 +576,6 @@ def prediction_gaps(
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from gexplain.head import HeadProgram
-    >>> from gexplain.explain._onnx import Compiled  # doctest: +SKIP
     >>> res = prediction_gaps("mlp-seed0.onnx", X, attr, targets)  # doctest: +SKIP
     >>> res.score("PGI", "local") > res.score("PGU", "local")  # doctest: +SKIP
     True
