@@ -216,6 +216,8 @@ def _clear(ctx: _Context, stage: str) -> None:
     p = ctx.paths
     if stage == "cohort":
         _rm(p["source"])
+        if p["source"] == p["cohort"]:
+            _rm(ctx.run_dir / "source")  # left by an earlier run that preprocessed
     elif stage == "preprocess":
         if p["cohort"] != p["source"]:
             _rm(p["cohort"])
