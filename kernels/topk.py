@@ -22,8 +22,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .rank import _row_average_ranks_desc
-
 # ruff: noqa: NPY002  (Numba has only the legacy, per-thread np.random state; seeded per row)
 
 
@@ -145,8 +143,8 @@ def spearman_rows(a, b):
     for i in prange(n):
         ra = np.empty(g)
         rb = np.empty(g)
-        _row_average_ranks_desc(a[i], ra)
-        _row_average_ranks_desc(b[i], rb)
+        _average_ranks_from_order(a[i], np.argsort(a[i]), ra)
+        _average_ranks_from_order(b[i], np.argsort(b[i]), rb)
         out[i] = _pearson(ra, rb)
     return out
 
@@ -207,16 +205,40 @@ def _count_inversions(v):
 
 
 @njit(cache=True)
-def _pair_counts(a, b):
-    """(pairs, ties in a, ties in b, ties in both, discordant) of two vectors."""
+def _average_ranks_from_order(v, order, out):
+    """Ascending average ranks (1 = smallest) of ``v`` given ``order = argsort(v)``."""
+    n = v.shape[0]
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        r = 0.5 * (i + j) + 1.0
+        for t in range(i, j + 1):
+            out[order[t]] = r
+        i = j + 1
+
+
+@njit(cache=True)
+def _pair_counts_from_order(a, b, oa):
+    """(pairs, ties in a, ties in b, ties in both, discordant) given ``oa = argsort(a)``."""
     n = a.shape[0]
-    o1 = np.argsort(b, kind="mergesort")
-    o2 = np.argsort(a[o1], kind="mergesort")
-    order = o1[o2]
+    order = oa.copy()
+    # sort each run of equal a by b: the order is then lexicographic (a, b)
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and a[order[j + 1]] == a[order[i]]:
+            j += 1
+        if j > i:
+            seg = order[i : j + 1].copy()
+            sub = np.argsort(b[seg])
+            for t in range(j - i + 1):
+                order[i + t] = seg[sub[t]]
+        i = j + 1
     sa = a[order]
-    sb = b[order].copy()
+    sb = b[order]
     n1 = _tie_pairs_sorted(sa)
-    # joint ties: runs equal in both a and b (sorted by a, then b)
     n3 = 0.0
     i = 0
     while i < n:
@@ -232,6 +254,20 @@ def _pair_counts(a, b):
     return n0, n1, n2, n3, disc
 
 
+@njit(cache=True)
+def _pair_counts(a, b):
+    return _pair_counts_from_order(a, b, np.argsort(a))
+
+
+@njit(cache=True)
+def _tau_and_same_order(n0, n1, n2, n3, disc):
+    conc = n0 - n1 - n2 + n3 - disc
+    den = (n0 - n1) * (n0 - n2)
+    tau = (conc - disc) / math.sqrt(den) if den > 0 else np.nan
+    same = (conc + n3) / n0 if n0 > 0 else np.nan
+    return tau, same
+
+
 @njit(cache=True, parallel=True)
 def concordance_rows(a, b):
     """Kendall's tau-b and the fraction of pairs in the same relative order, per row pair.
@@ -243,10 +279,28 @@ def concordance_rows(a, b):
     out = np.empty((n, 2))
     for i in prange(n):
         n0, n1, n2, n3, disc = _pair_counts(a[i], b[i])
-        conc = n0 - n1 - n2 + n3 - disc
-        den = (n0 - n1) * (n0 - n2)
-        out[i, 0] = (conc - disc) / math.sqrt(den) if den > 0 else np.nan
-        out[i, 1] = (conc + n3) / n0 if n0 > 0 else np.nan
+        out[i, 0], out[i, 1] = _tau_and_same_order(n0, n1, n2, n3, disc)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rank_stats_rows(a, b):
+    """Spearman, Kendall's tau-b and the same-order pair fraction of each row pair.
+
+    One sort of each row serves all three (``(n, 3)``, NaN where undefined).
+    """
+    n, g = a.shape
+    out = np.empty((n, 3))
+    for i in prange(n):
+        oa = np.argsort(a[i])
+        ob = np.argsort(b[i])
+        ra = np.empty(g)
+        rb = np.empty(g)
+        _average_ranks_from_order(a[i], oa, ra)
+        _average_ranks_from_order(b[i], ob, rb)
+        out[i, 0] = _pearson(ra, rb)
+        n0, n1, n2, n3, disc = _pair_counts_from_order(a[i], b[i], oa)
+        out[i, 1], out[i, 2] = _tau_and_same_order(n0, n1, n2, n3, disc)
     return out
 
 

@@ -39,6 +39,9 @@ def test_topk_and_correlation_kernels_match_naive(shape):
         assert (top[i, len(ref) :] == -1).all()
     sp_ = K.spearman_rows(a, b)
     conc = K.concordance_rows(a, b)
+    stats = K.rank_stats_rows(a, b)
+    np.testing.assert_array_equal(stats[:, 0], sp_)
+    np.testing.assert_array_equal(stats[:, 1:], conc)
     truth = r.random(shape) < 0.4
     ap = K.average_precision_rows(a, truth)
     for i in range(n):
@@ -64,6 +67,7 @@ def test_kernels_identical_on_one_and_two_threads():
                 K.topk_rows(a, ks),
                 K.concordance_rows(a, b),
                 K.spearman_rows(a, b),
+                K.rank_stats_rows(a, b),
                 K.random_subsets(seeds, ks, 70),
                 K.normal_rows(seeds, 70),
                 K.average_precision_rows(a, b > 0),
@@ -169,9 +173,13 @@ def test_random_control_expectation_is_k_over_g():
     assert r.score("FA", "local", control="random") == pytest.approx(k / g, abs=0.01)
     # global: one random set of k per draw -> mean of 10 hypergeometric fractions
     assert r.score("FA", "global", control="random") == pytest.approx(k / g, abs=0.08)
-    # reproducible and chunk-independent seeds
+    # reproducible seeds
     r2 = feature_agreement(v, ["a"] * 300, truth, ids, random_draws=10, seed=1)
     assert r2.scores.equals(r.scores)
+    # diffused control: Gaussian attributions through S (identity here) -> the same k/G
+    eye = sp.identity(g, format="csr")
+    r3 = feature_agreement(v[:100], ["a"] * 100, truth, ids, graph=eye, random_draws=5)
+    assert r3.score("FA", "diffused-local", control="random") == pytest.approx(k / g, abs=0.02)
 
 
 def test_gene_sets_only_count_genes_present_and_bad_input():

@@ -17,9 +17,12 @@ Feature agreement (Bontonou et al., arXiv 2303.11336, "Metrics"): for class
   (``S = D^{-1/2}(A + I)D^{-1/2}``, read from the models folder's
   ``graph.parquet``), so that a gene correlated with true biomarkers is credited.
 
-The random control (rows with ``control = "random"``) scores i.i.d. standard
-normal attributions (``random_draws`` draws, per-sample seeds) the same way;
-for local FA its expected value is ``k_c / G``.
+The random control (rows with ``control = "random"``) scores i.i.d. random
+attributions (``random_draws`` draws, per-sample seeds) the same way; for
+local FA its expected value is ``k_c / G``. Since the top-``k`` of i.i.d.
+scores is a uniform random ``k``-subset, the plain variants draw the subsets
+directly (global ties broken at random); the diffused variants draw standard
+normal attributions and diffuse them.
 
 Only the biomarkers present among ``gene_ids`` count (``k_c`` is their
 number); classes without biomarkers or without rows are left out of the class
@@ -37,7 +40,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from .._rng import SeedLike, as_seed, sample_seeds
+from .._rng import SeedLike, as_seed, generator, sample_seeds
 from ..errors import InputError
 from ._aggregate import l2_normalize
 from ._result import MetricResult
@@ -123,16 +126,49 @@ def _topk_stats(
         ci = cls_idx[a:b]
         ks = kc[ci]
         top = topk_rows(block, ks)
-        valid = top >= 0
-        hit = np.zeros(top.shape, dtype=bool)
-        hit[valid] = mask[np.broadcast_to(ci[:, None], top.shape)[valid], top[valid]]
-        local[a:b] = hit.sum(axis=1) / np.maximum(ks, 1)
-        flat = (ci[:, None] * g + np.where(valid, top, 0))[valid]
-        counts += np.bincount(flat, minlength=n_cls * g)
+        local[a:b] = _hits(top, ci, ks, mask, counts)
         normed = l2_normalize(block)
         for c in np.unique(ci):
             sums[c] += normed[ci == c].sum(axis=0)
     return local, counts.reshape(n_cls, g), sums
+
+
+def _hits(
+    top: np.ndarray, ci: np.ndarray, ks: np.ndarray, mask: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Fraction of each row's top set that is true; adds the genes to the per-class ``counts``."""
+    g = mask.shape[1]
+    valid = top >= 0
+    hit = np.zeros(top.shape, dtype=bool)
+    hit[valid] = mask[np.broadcast_to(ci[:, None], top.shape)[valid], top[valid]]
+    flat = (ci[:, None] * g + np.where(valid, top, 0))[valid]
+    counts += np.bincount(flat, minlength=counts.size)
+    return hit.sum(axis=1) / np.maximum(ks, 1)
+
+
+def _random_subset_fa(
+    n: int, g: int, cls_idx: np.ndarray, kc: np.ndarray, mask: np.ndarray, seed: int, d: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """FA of random attributions without drawing them: the top-k of i.i.d. scores is a
+    uniform random k-subset (per-sample seeds); global ties are broken at random."""
+    from ..kernels.topk import random_subsets
+
+    n_cls = mask.shape[0]
+    local = np.empty(n)
+    counts = np.zeros(n_cls * g)
+    for a in range(0, n, _CHUNK):
+        b = min(n, a + _CHUNK)
+        ci = cls_idx[a:b]
+        ks = kc[ci]
+        top = random_subsets(sample_seeds(seed, f"metrics.fa.random.{d}", a, b), ks, g)
+        local[a:b] = _hits(top, ci, ks, mask, counts)
+    tiebreak = generator(seed, f"metrics.fa.random-ties.{d}").random((n_cls, g))
+    per_class = np.full(n_cls, np.nan)
+    for c in range(n_cls):
+        sel = cls_idx == c
+        if sel.any() and kc[c] > 0:
+            per_class[c] = local[sel].mean()
+    return per_class, _global_fa(counts.reshape(n_cls, g), tiebreak, kc, mask)
 
 
 def _global_fa(
@@ -294,14 +330,10 @@ def feature_agreement(
                 def rand(a: int, b: int, d: int = d) -> np.ndarray:
                     return normal_rows(sample_seeds(base, f"metrics.fa.random.{d}", a, b), g)
 
-                per_local, per_global = _fa_scores(
-                    diffused(rand) if loc.startswith("diffused") else rand,
-                    n,
-                    g,
-                    cls_idx,
-                    kc,
-                    mask,
-                )
+                if loc.startswith("diffused"):
+                    per_local, per_global = _fa_scores(diffused(rand), n, g, cls_idx, kc, mask)
+                else:
+                    per_local, per_global = _random_subset_fa(n, g, cls_idx, kc, mask, base, d)
                 acc_l += per_local
                 acc_g += per_global
             records += _class_rows(

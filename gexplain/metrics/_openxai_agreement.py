@@ -66,7 +66,7 @@ def resolve_k(k: int | float, n_features: int) -> int:
 
 
 def _per_sample(values: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
-    from ..kernels.topk import concordance_rows, spearman_rows, topk_agreement_rows
+    from ..kernels.topk import rank_stats_rows, topk_agreement_rows
 
     n = values.shape[0]
     out = np.empty((n, len(METRICS)))
@@ -76,8 +76,9 @@ def _per_sample(values: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray
         vb = np.ascontiguousarray(reference[a:b], dtype=np.float64)
         out[a:b, :4] = topk_agreement_rows(va, vb, k)
         aa, ab = np.abs(va), np.abs(vb)
-        out[a:b, 4] = spearman_rows(aa, ab)
-        out[a:b, 5] = concordance_rows(aa, ab)[:, 1]
+        stats = rank_stats_rows(aa, ab)
+        out[a:b, 4] = stats[:, 0]
+        out[a:b, 5] = stats[:, 2]
     return out
 
 

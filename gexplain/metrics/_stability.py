@@ -55,7 +55,7 @@ def _pair_metrics(
     a: np.ndarray, b: np.ndarray, ta: np.ndarray, tb: np.ndarray, ks: Sequence[int]
 ) -> dict[tuple[str, int | None], np.ndarray]:
     """Per-row metrics of two ``(R, G)`` score matrices (``ta``, ``tb`` their top-kmax indices)."""
-    from ..kernels.topk import concordance_rows, spearman_rows
+    from ..kernels.topk import rank_stats_rows
 
     out: dict[tuple[str, int | None], np.ndarray] = {}
     rows = a.shape[0]
@@ -70,8 +70,9 @@ def _pair_metrics(
             sign[r] = np.mean(np.sign(a[r, union]) == np.sign(b[r, union]))
         out[("jaccard@k", k)] = jac
         out[("sign-agreement", k)] = sign
-    out[("spearman", None)] = spearman_rows(a, b)
-    out[("kendall", None)] = concordance_rows(a, b)[:, 0]
+    stats = rank_stats_rows(a, b)
+    out[("spearman", None)] = stats[:, 0]
+    out[("kendall", None)] = stats[:, 1]
     return out
 
 
