@@ -224,90 +224,64 @@ def _forward_tangent(layers, params, zb, dz, alpha, eps, v, d, slope):
 NEGLIGIBLE = 40.0
 
 
-@njit(cache=True)
-def _piece_argmax(v, d, start, c, b0, b1):
-    """Indices of the largest logit at each end of the piece [b0, b1]."""
-    k0 = 0
-    k1 = 0
-    for j in range(1, c):
-        if v[start + j] + b0 * d[start + j] > v[start + k0] + b0 * d[start + k0]:
-            k0 = j
-        if v[start + j] + b1 * d[start + j] > v[start + k1] + b1 * d[start + k1]:
-            k1 = j
-    return k0, k1
-
-
-@njit(cache=True)
-def _gap_bound(v, d, start, j, b0, b1, k0, k1):
-    """Upper bound of ``l_j − max_k l_k`` on the piece [b0, b1].
+@njit(cache=True, inline="always")
+def _gap_bound(l0, l1, j, k0, k1):
+    """Upper bound of ``l_j − max_k l_k`` on a piece with end logits ``l0``, ``l1``.
 
     ``l_j − l_k`` is affine, so its maximum is at an end; ``max_k l_k`` is at
     least ``l_{k0}`` and ``l_{k1}`` (the ends' argmax) everywhere.
     """
-    lj0 = v[start + j] + b0 * d[start + j]
-    lj1 = v[start + j] + b1 * d[start + j]
-    ub = np.inf
-    for k in (k0, k1):
-        e0 = lj0 - (v[start + k] + b0 * d[start + k])
-        e1 = lj1 - (v[start + k] + b1 * d[start + k])
-        m = e0 if e0 > e1 else e1
-        if m < ub:
-            ub = m
-    return ub
+    a = max(l0[j] - l0[k0], l1[j] - l1[k0])
+    b = max(l0[j] - l0[k1], l1[j] - l1[k1])
+    return min(a, b)
 
 
-@njit(cache=True)
-def _negligible_piece(v, d, start, c, tg, mode, b0, b1, k0, k1):
-    """Whether ∇ of every target's output is below ``C·e^-40`` on the piece [b0, b1].
+@njit(cache=True, inline="always")
+def _negligible_piece(l0, l1, tg, mode, k0, k1):
+    """Whether ∇ of every target's output is below ``C·e^-40`` on a piece.
 
-    With logits ``l(β) = v + β d`` (affine on the piece) and ``p = softmax(l)``:
-    the gradient of ``p_t`` is ``p_t (e_t − p)``, negligible where ``l_t`` is far
-    below the largest logit (``p_t ≈ 0``) or far above all others (saturated,
-    ``p ≈ e_t``); the gradient of ``log p_t`` (``e_t − p``) only in the latter.
-    Both are checked with bounds exact for affine logits: ``l_t − l_k`` is affine
-    (extremes at the ends) and ``max_j (l_j − l_t)`` is convex (maximum at an end).
-    ``k0``, ``k1``: the ends' argmax (:func:`_piece_argmax`).
+    ``l0``, ``l1``: the logits at the piece's ends (affine in between), ``k0``,
+    ``k1`` their argmax. With ``p = softmax(l)``: the gradient of ``p_t`` is
+    ``p_t (e_t − p)``, negligible where ``l_t`` is far below the largest logit
+    (``p_t ≈ 0``) or far above all others (saturated, ``p ≈ e_t``); the gradient
+    of ``log p_t`` (``e_t − p``) only in the latter. Both are checked with bounds
+    exact for affine logits: ``l_j − l_t`` is affine (extremes at the ends).
     """
+    c = l0.shape[0]
     for i in range(tg.shape[0]):
         t = tg[i]
-        lt0 = v[start + t] + b0 * d[start + t]
-        lt1 = v[start + t] + b1 * d[start + t]
         # saturated: max over j != t of l_j - l_t, maximal at an end of the piece
         sat = -np.inf
         for j in range(c):
             if j != t:
-                g0 = v[start + j] + b0 * d[start + j] - lt0
-                g1 = v[start + j] + b1 * d[start + j] - lt1
-                if g0 > sat:
-                    sat = g0
-                if g1 > sat:
-                    sat = g1
+                g = max(l0[j] - l0[t], l1[j] - l1[t])
+                if g > sat:
+                    sat = g
         if sat < -NEGLIGIBLE:
             continue
         if mode != OUT_PROB:
             return False
         # vanished target probability
-        if _gap_bound(v, d, start, t, b0, b1, k0, k1) >= -NEGLIGIBLE:
+        if _gap_bound(l0, l1, t, k0, k1) >= -NEGLIGIBLE:
             return False
     return True
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, L, E, bits):
+def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, X, bits, aux):
     """Add one Gauss–Legendre piece of ``∫ ∇_l out_t(softmax(l(β))) dβ`` to ``acc``.
 
     The logits of the ``na`` active classes (``active``) at the piece's nodes
-    ``β_q = (p + glx[q]) · hp`` are laid out class by class (``L``, ``E``:
-    ``na × Q`` scratch), so every loop runs over the ``Q`` nodes and
-    vectorises, including ``exp`` (Cody–Waite reduction ``x = n ln2 + r`` and a
-    degree-13 Taylor polynomial, < 2 ulp; ``2^n`` from the exponent bits in
-    ``bits``). Arguments of ``exp`` are ``l_j − max_k l_k ≤ 0``.
+    ``β_q = (p + glx[q]) · hp`` are laid out class by class in the flat scratch
+    ``X`` (``na · Q`` values), so that ``exp`` runs as one long vectorised loop
+    (Cody–Waite reduction ``x = n ln2 + r`` and a degree-13 Taylor polynomial,
+    < 2 ulp; ``2^n`` from the exponent bits in ``bits``). Arguments of ``exp``
+    are ``l_j − max_k l_k ≤ 0``. ``aux``: ``(3, Q)`` scratch.
     """
     nq = glx.shape[0]
-    pw = bits.view(np.float64)
-    mq = E[na]  # spare rows of E: node maxima, then reciprocal sums, then weights
-    tot = E[na + 1]
-    wq = E[na + 2]
+    mq = aux[0]
+    tot = aux[1]
+    wq = aux[2]
     for q in range(nq):
         mq[q] = -np.inf
         tot[q] = 0.0
@@ -315,42 +289,52 @@ def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, L, E
         j = active[a]
         vj = v[start + j]
         dj = d[start + j]
+        o = a * nq
         for q in range(nq):
             lv = vj + (p + glx[q]) * hp * dj
-            L[a, q] = lv
+            X[o + q] = lv
             if lv > mq[q]:
                 mq[q] = lv
     for a in range(na):
+        o = a * nq
         for q in range(nq):
-            x = L[a, q] - mq[q]
-            if x < -708.0:
-                x = -708.0
-            nf = np.floor(x * 1.4426950408889634 + 0.5)
-            r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
-            e = 1.0 / 6227020800.0
-            e = e * r + 1.0 / 479001600.0
-            e = e * r + 1.0 / 39916800.0
-            e = e * r + 1.0 / 3628800.0
-            e = e * r + 1.0 / 362880.0
-            e = e * r + 1.0 / 40320.0
-            e = e * r + 1.0 / 5040.0
-            e = e * r + 1.0 / 720.0
-            e = e * r + 1.0 / 120.0
-            e = e * r + 1.0 / 24.0
-            e = e * r + 1.0 / 6.0
-            e = e * r + 0.5
-            e = e * r + 1.0
-            e = e * r + 1.0
-            E[a, q] = e
-            bits[q] = (np.int64(nf) + 1023) << 52
+            X[o + q] -= mq[q]
+    m = na * nq
+    for i in range(m):  # exp(X), vectorised
+        x = X[i]
+        if x < -708.0:
+            x = -708.0
+        nf = np.floor(x * 1.4426950408889634 + 0.5)
+        r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
+        e = 1.0 / 6227020800.0
+        e = e * r + 1.0 / 479001600.0
+        e = e * r + 1.0 / 39916800.0
+        e = e * r + 1.0 / 3628800.0
+        e = e * r + 1.0 / 362880.0
+        e = e * r + 1.0 / 40320.0
+        e = e * r + 1.0 / 5040.0
+        e = e * r + 1.0 / 720.0
+        e = e * r + 1.0 / 120.0
+        e = e * r + 1.0 / 24.0
+        e = e * r + 1.0 / 6.0
+        e = e * r + 0.5
+        e = e * r + 1.0
+        e = e * r + 1.0
+        X[i] = e
+        bits[i] = (np.int64(nf) + 1023) << 52
+    pw = bits[:m].view(np.float64)
+    for i in range(m):
+        X[i] *= pw[i]
+    for a in range(na):
+        o = a * nq
         for q in range(nq):
-            E[a, q] *= pw[q]
-            tot[q] += E[a, q]
+            tot[q] += X[o + q]
     for q in range(nq):
         tot[q] = 1.0 / tot[q]
     for a in range(na):
+        o = a * nq
         for q in range(nq):
-            E[a, q] *= tot[q]  # probabilities
+            X[o + q] *= tot[q]  # probabilities
     for t in range(tg.shape[0]):
         k = tg[t]
         ak = -1
@@ -361,7 +345,7 @@ def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, L, E
             if ak < 0:
                 continue  # target probability below e^-40 on the whole piece
             for q in range(nq):
-                wq[q] = glw[q] * hp * E[ak, q]
+                wq[q] = glw[q] * hp * X[ak * nq + q]
         else:
             for q in range(nq):
                 wq[q] = glw[q] * hp
@@ -370,9 +354,10 @@ def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, L, E
             sw += wq[q]
         acc[t, k] += sw
         for a in range(na):
+            o = a * nq
             s = 0.0
             for q in range(nq):
-                s += wq[q] * E[a, q]
+                s += wq[q] * X[o + q]
             acc[t, active[a]] -= s
 
 
@@ -392,10 +377,12 @@ def _exact_sample(
     start_out = n_acts - c
     acc = np.empty((nt, c))
     active = np.empty(c, dtype=np.int64)
+    l0 = np.empty(c)
+    l1 = np.empty(c)
     nq = glx.shape[0]
-    L = np.empty((c, nq))
-    E = np.empty((c + 3, nq))
-    bits = np.empty(nq, dtype=np.int64)
+    X = np.empty(c * nq)
+    bits = np.empty(c * nq, dtype=np.int64)
+    aux = np.empty((3, nq))
     alpha = 0.0
     nseg = 0
     while True:
@@ -422,22 +409,32 @@ def _exact_sample(
             if npieces < 1:
                 npieces = 1
             hp = seg / npieces
+            for j in range(c):
+                l1[j] = v[start_out + j]
             for p in range(npieces):
-                b0 = p * hp
+                # logits at the piece's ends (the end of one piece starts the next)
                 b1 = (p + 1) * hp
-                k0, k1 = _piece_argmax(v, d, start_out, c, b0, b1)
-                if _negligible_piece(v, d, start_out, c, tg, mode, b0, b1, k0, k1):
+                k0 = 0
+                k1 = 0
+                for j in range(c):
+                    l0[j] = l1[j]
+                    l1[j] = v[start_out + j] + b1 * d[start_out + j]
+                    if l0[j] > l0[k0]:
+                        k0 = j
+                    if l1[j] > l1[k1]:
+                        k1 = j
+                if _negligible_piece(l0, l1, tg, mode, k0, k1):
                     continue
                 # classes whose probability stays below e^-40 of the largest on the
                 # whole piece change neither the normaliser nor the gradient at
                 # double precision: only the others are evaluated
                 na = 0
                 for j in range(c):
-                    if _gap_bound(v, d, start_out, j, b0, b1, k0, k1) >= -NEGLIGIBLE:
+                    if _gap_bound(l0, l1, j, k0, k1) >= -NEGLIGIBLE:
                         active[na] = j
                         na += 1
                 _softmax_piece(
-                    v, d, start_out, active, na, tg, mode, p, hp, glx, glw, acc, L, E, bits
+                    v, d, start_out, active, na, tg, mode, p, hp, glx, glw, acc, X, bits, aux
                 )
         for t in range(nt):
             _backward_fixed(layers, params, slope, acc[t], ga, gb, gbar[t])
@@ -709,37 +706,37 @@ def ig_quadrature_relu_first(
 
 
 @njit(cache=True, nogil=True)
-def attribution_rows_inplace(out, q0, m, x, xb, bidx, n_targets):
-    """``out[q] = (x[r] − xb[bidx[r]]) ⊙ out[q]`` for ``q`` in ``q0 … q0+m−1``, ``r = q // n_targets``.
+def attribution_rows_inplace(out, q0, m, g0, g1, x, xb, bidx, n_targets):
+    """``out[q, g0:g1] = (x[r] − xb[bidx[r]]) ⊙ out[q, g0:g1]`` for ``q`` in ``q0 … q0+m−1``.
 
-    ``out[q]`` holds the pulled-back gradient ``Ḡ_q Wᵀ`` (float32, written there
-    by the product); the difference and the product are formed in float64 and
-    rounded once. Single-threaded and GIL-free: the caller runs row blocks on
-    a thread pool.
+    ``r = q // n_targets``. ``out[q, g0:g1]`` holds the pulled-back gradient
+    ``Ḡ_q Wᵀ`` (float32, written there by the product); the difference and the
+    product are formed in float64 and rounded once. Single-threaded and
+    GIL-free: the caller runs blocks on a thread pool.
     """
-    g = out.shape[1]
     for i in range(m):
         q = q0 + i
         r = q // n_targets
         b = bidx[r]
-        for j in range(g):
+        for j in range(g0, g1):
             out[q, j] = (np.float64(x[r, j]) - np.float64(xb[b, j])) * np.float64(out[q, j])
 
 
 @njit(cache=True, nogil=True)
-def attribution_rows_add(P, x, xb, bidx, n_targets, q0, scale, out):
-    """``out[q0+i] += scale · (x[r] − xb[bidx[r]]) ⊙ P[i]``, ``r = (q0+i) // n_targets``.
+def attribution_rows_add(P, x, xb, bidx, n_targets, q0, g0, scale, out):
+    """``out[q0+i, g0+j] += scale · (x[r, g0+j] − xb[bidx[r], g0+j]) · P[i, j]``.
 
-    The accumulating twin of :func:`attribution_rows_inplace` (several baselines
-    averaged); ``P`` is a separate block of pulled-back gradients.
+    ``r = (q0+i) // n_targets``. The accumulating twin of
+    :func:`attribution_rows_inplace` (several baselines averaged); ``P`` is a
+    separate block of pulled-back gradients for the columns ``g0 …``.
     """
-    g = out.shape[1]
     for i in range(P.shape[0]):
         q = q0 + i
         r = q // n_targets
         b = bidx[r]
-        for j in range(g):
-            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * np.float64(P[i, j]) * scale
+        for jj in range(P.shape[1]):
+            j = g0 + jj
+            v = (np.float64(x[r, j]) - np.float64(xb[b, j])) * np.float64(P[i, jj]) * scale
             out[q, j] += v
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from gexplain.kernels import ig as k
 
+from gexplain.explain import _linalg
 from gexplain.explain._linalg import ROWS, pullback
 
 
@@ -39,7 +40,8 @@ def _case(rng, n, T, h, g, nb):
     ("n", "T", "h", "g", "nb"),
     [(1, 1, 1, 1, 1), (3, 2, 5, 7, 1), (ROWS + 1, 1, 4, 9, 2), (40, 3, 33, 130, 40)],
 )
-def test_pullback_matches_naive(rng, n, T, h, g, nb):
+def test_pullback_matches_naive(rng, monkeypatch, n, T, h, g, nb):
+    monkeypatch.setattr(_linalg, "COLS", 64)
     gbar, W, x, xb, bidx = _case(rng, n, T, h, g, nb)
     want = naive_pullback(gbar, W, x, xb, bidx, T)
     got = np.full((n * T, g), np.nan, dtype=np.float32)  # need not be zeroed
@@ -62,8 +64,9 @@ def test_pullback_rejects_bad_output(rng):
         pullback(gbar, W, x, xb, bidx, 1, np.zeros((2, 4), np.float32), scale=0.5)
 
 
-def test_pullback_same_on_one_and_two_threads_and_any_split(rng):
+def test_pullback_same_on_one_and_two_threads_and_any_split(rng, monkeypatch):
     """A row's values do not depend on the thread count nor on the rows around it."""
+    monkeypatch.setattr(_linalg, "COLS", 128)  # several column panels, the last one narrower
     n, T, h, g = 2 * ROWS + 9, 2, 17, 301
     gbar, W, x, xb, bidx = _case(rng, n, T, h, g, 3)
     before = numba.get_num_threads()
@@ -91,16 +94,17 @@ def test_attribution_row_kernels_match_naive(rng):
     P = rng.normal(size=(n * T, g)).astype(np.float32)
     d = np.repeat(x.astype(np.float64) - xb[bidx], T, axis=0)
     out = P.copy()
-    k.attribution_rows_inplace(out, 2, 5, x, xb, bidx, T)  # rows 2..6 only
+    k.attribution_rows_inplace(out, 2, 5, 1, 8, x, xb, bidx, T)  # rows 2..6, columns 1..7
     want = P.copy()
-    want[2:7] = (d[2:7] * P[2:7].astype(np.float64)).astype(np.float32)
+    want[2:7, 1:8] = (d[2:7, 1:8] * P[2:7, 1:8].astype(np.float64)).astype(np.float32)
     np.testing.assert_array_equal(out, want)
     out = np.ones((n * T, g), np.float32)
-    k.attribution_rows_add(P[3:6], x, xb, bidx, T, 3, 0.5, out)
+    k.attribution_rows_add(P[3:6, :4], x, xb, bidx, T, 3, 2, 0.5, out)  # columns 2..5
     want = np.ones((n * T, g))
-    want[3:6] += 0.5 * d[3:6] * P[3:6]
+    want[3:6, 2:6] += 0.5 * d[3:6, 2:6] * P[3:6, :4]
     np.testing.assert_allclose(out, want, rtol=1e-6)
     assert (out[:3] == 1).all() and (out[6:] == 1).all()
+    assert (out[:, :2] == 1).all() and (out[:, 6:] == 1).all()
 
 
 def test_completeness_sums_match_naive(rng):
