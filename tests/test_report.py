@@ -31,7 +31,16 @@ _IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return tiny_run(tmp_path_factory, evaluate=False)
+    """The tiny run with synthetic metrics, its manifest saying they were evaluated."""
+    run = copy_run(tiny_run(tmp_path_factory, evaluate=False), tmp_path_factory.mktemp("r") / "t")
+    _set_evaluate_status(run, "done")
+    return run
+
+
+def _set_evaluate_status(run, status):
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["evaluate"]["status"] = status
+    (run / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _sections(page: str) -> dict[str, str]:
@@ -91,9 +100,16 @@ def test_headline_numbers_are_the_seed_means(run_dir, rendered):
         assert models[m]["balanced_accuracy"]["n"] == len(SEEDS)
 
 
-def test_missing_metrics_are_reported_not_fatal(run_dir, tmp_path):
+@pytest.mark.parametrize("case", ["no metrics folder", "evaluate disabled"])
+def test_missing_metrics_are_reported_not_fatal(run_dir, tmp_path, case):
     run = copy_run(run_dir, tmp_path / "run")
-    shutil.rmtree(run / "metrics")
+    if case == "no metrics folder":
+        shutil.rmtree(run / "metrics")
+        why = "no metrics/ folder in this run"
+    else:
+        # metrics left by an earlier run of an experiment whose evaluate stage is now off
+        _set_evaluate_status(run, "disabled")
+        why = "the evaluate stage is disabled"
     out = render(run)
     page = out.read_text()
     summary = json.loads((out.parent / "summary.json").read_text())
@@ -101,7 +117,7 @@ def test_missing_metrics_are_reported_not_fatal(run_dir, tmp_path):
     for sid in ("prediction-gaps", "feature-agreement", "stability", "keep-remove", "all-scores"):
         assert st[sid] == "missing"
         assert "Not available" in _sections(page)[sid]
-        assert "evaluate stage is disabled" in _sections(page)[sid]
+        assert why in _sections(page)[sid]
     for sid in ("overview", "accuracy", "top-genes", "completeness", "provenance"):
         assert st[sid] == "ok"
     assert "FA_local" not in summary["models"]["lr"]

@@ -138,13 +138,17 @@ def load_run(run_dir: str | Path) -> RunData:
                 else {}
             ),
         }
+    # metrics left from an earlier run do not describe an experiment whose evaluate
+    # stage is now disabled (the files are kept, the report ignores them)
+    ev_status = ((manifest or {}).get("stages") or {}).get("evaluate", {}).get("status")
+    use_metrics = ev_status != "disabled"
     return RunData(
         path=run,
         manifest=manifest,
         training=_read_parquet(run / "models" / "training.parquet"),
-        metrics=_read_parquet(metrics_dir / "metrics.parquet"),
-        curves=_read_parquet(metrics_dir / "curves.parquet"),
-        stability=_read_parquet(metrics_dir / "stability.parquet"),
+        metrics=_read_parquet(metrics_dir / "metrics.parquet") if use_metrics else None,
+        curves=_read_parquet(metrics_dir / "curves.parquet") if use_metrics else None,
+        stability=_read_parquet(metrics_dir / "stability.parquet") if use_metrics else None,
         evaluate_info=info,
         attribution_dirs=dirs,
         truth=truth,
