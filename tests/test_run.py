@@ -278,6 +278,27 @@ def test_import_inputs_are_hashed(tmp_path):
     assert read_manifest(run)["stages"]["cohort"]["inputs"]["path"]["sha256"] != inp["sha256"]
 
 
+def test_one_run_per_folder_at_a_time(run_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = copy_run(run_dir, tmp_path / "run")
+    lock = run / ".gexplain.lock"
+    lock.write_text(str(os.getppid()))  # a live process
+    with pytest.raises(InputError, match="being written by another gexplain run"):
+        run_experiment(_doc(), out=run, quiet=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lock.write_text(gone)  # a stale lock: its process has exited
+    assert run_experiment(_doc(), out=run, quiet=True).ran == []
+    assert not lock.exists()
+
+
 def test_refuses_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")

@@ -548,12 +548,65 @@ def run_experiment(
     run_dir = _resolve_out(out, plan)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"the run folder {run_dir} exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and read_manifest(run_dir) is None:
+    visible = run_dir.is_dir() and any(not p.name.startswith(".") for p in run_dir.iterdir())
+    if visible and read_manifest(run_dir) is None:
         raise InputError(
             f"{run_dir} exists and is not a gexplain run folder (no {MANIFEST_FILE}); "
             "choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir):
+        return _execute(run_dir, plan, source, forced, quiet)
+
+
+class _RunLock:
+    """``RUN/.gexplain.lock`` holding the pid: one ``run_experiment`` per folder at a time."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".gexplain.lock"
+
+    def __enter__(self) -> _RunLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise InputError(
+                        f"{self.path.parent} is being written by another gexplain run "
+                        f"(pid {pid}); wait for it or remove {self.path} if it is gone"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise InputError(f"cannot lock {self.path.parent}")  # pragma: no cover
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _execute(
+    run_dir: Path,
+    plan: dict[str, Any],
+    source: str | None,
+    forced: set[str],
+    quiet: bool | None,
+) -> RunResult:
     manifest = read_manifest(run_dir) or _new_manifest(plan, source)
     manifest.update(
         experiment_file=source,
