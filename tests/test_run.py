@@ -248,11 +248,13 @@ def test_import_inputs_are_hashed(tmp_path):
     table = tmp_path / "data" / "table.csv"
     table.parent.mkdir()
     frame.write_csv(table)
+    sets = tmp_path / "data" / "sets.tsv"
+    sets.write_text("class\tgene_id\n" + "".join(f"a\tG{j}\n" for j in range(5)))
     doc = {
         "experiment": {"name": "imp"},
         "cohort": {
             "import": {"format": "table", "path": str(table), "label": "label"},
-            "preprocess": {"log2": True, "split": 0.4},
+            "preprocess": {"log2": True, "split": 0.4, "gene_sets": str(sets)},
         },
         "models": {"kinds": ["lr"], "seeds": [0], "epochs": 3, "milestones": []},
         "evaluate": {"enabled": False},
@@ -261,6 +263,7 @@ def test_import_inputs_are_hashed(tmp_path):
     exp = tmp_path / "data" / "exp.toml"
     doc_rel = copy.deepcopy(doc)
     doc_rel["cohort"]["import"]["path"] = "table.csv"  # relative to the TOML file
+    doc_rel["cohort"]["preprocess"]["gene_sets"] = "sets.tsv"
     exp.write_text(to_toml(doc_rel))
     run = tmp_path / "run"
     r = run_experiment(exp, out=run, quiet=True)
@@ -269,8 +272,18 @@ def test_import_inputs_are_hashed(tmp_path):
     inp = m["stages"]["cohort"]["inputs"]["path"]
     assert inp["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
     assert (run / "source" / "cohort.json").is_file() and (run / "cohort" / "cohort.json").is_file()
-    assert m["stages"]["preprocess"]["info"]["steps"] == ["log2", "split"]
+    assert m["stages"]["preprocess"]["info"]["steps"] == ["log2", "split", "gene_sets"]
+    from gexplain.cohort import Cohort
+
+    assert Cohort.load(run / "cohort").truth.biomarker_sets() == {"a": {f"G{j}" for j in range(5)}}
+    assert Cohort.load(run / "source").truth is None
+    gs = m["stages"]["preprocess"]["inputs"]["gene_sets"]["sha256"]
+    assert gs == hashlib.sha256(sets.read_bytes()).hexdigest()
     assert run_experiment(exp, out=run, quiet=True).ran == []
+    # other gene sets: the import is kept, the rest runs again
+    sets.write_text("class\tgene_id\nb\tG7\n")
+    assert run_experiment(exp, out=run, quiet=True).ran == ["preprocess", "models", "explain"]
+    assert Cohort.load(run / "cohort").truth.biomarker_sets() == {"b": {"G7"}}
     # new content in the input file: everything runs again
     frame.with_columns(pl.col("G0") + 1.0).write_csv(table)
     r = run_experiment(exp, out=run, quiet=True)

@@ -184,6 +184,12 @@ def _stage_inputs(ctx: _Context, stage: str, upstream_key: str | None) -> dict[s
     inputs: dict[str, Any] = {}
     if upstream_key is not None:
         inputs["upstream"] = upstream_key
+    gene_sets = ctx.plan["cohort"]["preprocess"].get("gene_sets")
+    if stage == "preprocess" and gene_sets:
+        p = Path(gene_sets)
+        if not p.is_file():
+            raise InputError(f"[cohort.preprocess] gene_sets: file not found: {p}")
+        inputs["gene_sets"] = {"path": str(p), "sha256": tree_sha256(p, ctx.hash_cache)}
     if stage == "cohort" and "import" in ctx.plan["cohort"]:
         spec = ctx.plan["cohort"]["import"]
         for key in ("path", "phenotype", "sample_sheet"):
@@ -288,6 +294,19 @@ def _run_preprocess(ctx: _Context, resume: bool) -> dict[str, Any]:
     if pre["zscore"]:
         c = pp.zscore(c)
         steps.append("zscore")
+    if pre.get("gene_sets"):
+        from ..cohort import GroundTruth
+
+        truth = GroundTruth.read_gene_sets(pre["gene_sets"])
+        known = set(c.gene_ids)
+        sets = truth.biomarker_sets()
+        if not any(g in known for genes in sets.values() for g in genes):
+            raise InputError(
+                "[cohort.preprocess] gene_sets: no gene of the gene sets is in the cohort "
+                f"(gene ids such as {', '.join(sorted(known)[:3])})"
+            )
+        c.truth = truth
+        steps.append("gene_sets")
     c.save(ctx.paths["cohort"], overwrite=True)
     return {"steps": steps, "n_samples": c.n_samples, "n_genes": c.n_genes}
 

@@ -50,6 +50,7 @@ _PREPROCESS_DEFAULTS: dict[str, Any] = {
     "min_variance": None,
     "top_variance": None,
     "zscore": False,
+    "gene_sets": None,  # CSV/TSV/Parquet (class, gene_id): ground truth for real cohorts
 }
 
 _EXPLAIN_DEFAULTS: dict[str, Any] = {
@@ -290,7 +291,7 @@ def _import(where: _Where, spec: Any, base: Path) -> dict[str, Any]:
     return out
 
 
-def _preprocess(where: _Where, spec: Any, seed: int) -> dict[str, Any]:
+def _preprocess(where: _Where, spec: Any, seed: int, base: Path) -> dict[str, Any]:
     section = "cohort.preprocess"
     if not isinstance(spec, Mapping):
         raise where.error(section, None, "must be a table, e.g. { log2 = true, split = 0.4 }")
@@ -300,6 +301,10 @@ def _preprocess(where: _Where, spec: Any, seed: int) -> dict[str, Any]:
         _typed(where, section, flag, out[flag], bool, "true or false")
     if out["cpm"] and out["tpm"]:
         raise where.error(section, "tpm", "choose one of cpm and tpm")
+    if out["gene_sets"] is not None:
+        out["gene_sets"] = _resolve_path(base, out["gene_sets"], where, section, "gene_sets")
+        if not Path(out["gene_sets"]).is_file():
+            raise where.error(section, "gene_sets", f"file not found: {out['gene_sets']}")
     if out["split"] is not None:
         v = _typed(where, section, "split", out["split"], float, "a test fraction in (0, 1)")
         if not 0 < v < 1:
@@ -332,6 +337,7 @@ def preprocess_steps(pre: Mapping[str, Any]) -> bool:
         or pre["min_variance"] is not None
         or pre["top_variance"] is not None
         or pre["zscore"]
+        or pre.get("gene_sets") is not None
     )
 
 
@@ -345,7 +351,7 @@ def _cohort(where: _Where, doc: Mapping[str, Any], seed: int, base: Path) -> dic
         out["simulate"] = _simulate(where, t["simulate"], seed)
     else:
         out["import"] = _import(where, t["import"], base)
-    out["preprocess"] = _preprocess(where, t.get("preprocess", {}), seed)
+    out["preprocess"] = _preprocess(where, t.get("preprocess", {}), seed, base)
     return out
 
 
