@@ -91,7 +91,7 @@ def head_forward(layers, params, z, acts):
     return acts[start : start + layers[layers.shape[0] - 1, 2]]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def output_value_grad(logits, target, mode, grad):
     """The explained scalar from the logits, and its gradient w.r.t. the logits in ``grad``."""
     c = logits.shape[0]
@@ -122,7 +122,7 @@ def output_value_grad(logits, target, mode, grad):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def head_backward(layers, params, acts, grad_out, gbuf_a, gbuf_b, grad_z):
     """Pull ``grad_out`` (w.r.t. the logits) back to the head input; result in ``grad_z``.
 

@@ -633,19 +633,38 @@ def ig_quadrature_relu_first(
         sa = np.empty(h)  # state at the first node
         sb = np.empty(h)  # state after the flip
         flip = np.empty(h, dtype=np.int64)  # index of the first node in state sb
+        nflip = np.zeros(k_nodes + 1, dtype=np.int64)
         for i in range(h):
             dz[i] = Z[r, i] - Zb[rb, i]
             z0 = Zb[rb, i] + alphas[0] * dz[i]
-            sa[i] = 1.0 if z0 > 0.0 else leak
+            pos0 = z0 > 0.0
+            sa[i] = 1.0 if pos0 else leak
             sb[i] = sa[i]
             flip[i] = k_nodes
-            for k in range(1, k_nodes):
-                zk = Zb[rb, i] + alphas[k] * dz[i]
-                sk = 1.0 if zk > 0.0 else leak
-                if sk != sa[i]:
-                    flip[i] = k
-                    sb[i] = sk
-                    break
+            zl = Zb[rb, i] + alphas[k_nodes - 1] * dz[i]
+            if (zl > 0.0) != pos0 and leak != 1.0:
+                # the computed z at the nodes is monotone in α: bisect for the first
+                # node whose sign differs from node 0's (same test as node by node)
+                lo = 0
+                hi = k_nodes - 1
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if (Zb[rb, i] + alphas[mid] * dz[i] > 0.0) != pos0:
+                        hi = mid
+                    else:
+                        lo = mid
+                flip[i] = hi
+                sb[i] = leak if pos0 else 1.0
+            nflip[flip[i]] += 1
+        # units grouped by flip node (counting sort), so node k visits only its own
+        first = np.zeros(k_nodes + 2, dtype=np.int64)
+        for k in range(k_nodes + 1):
+            first[k + 1] = first[k] + nflip[k]
+        order = np.empty(h, dtype=np.int64)
+        fill = first[: k_nodes + 1].copy()
+        for i in range(h):
+            order[fill[flip[i]]] = i
+            fill[flip[i]] += 1
         U = np.zeros(n_out)
         V = np.zeros(n_out)
         for o in range(n_out):
@@ -667,18 +686,18 @@ def ig_quadrature_relu_first(
         gbar = out[r]
         for k in range(k_nodes):
             if k > 0:
-                for i in range(h):
-                    if flip[i] == k:
-                        ds = sb[i] - sa[i]
-                        for t in range(nt):
-                            acc = 0.0
-                            for o in range(n_out):
-                                acc += MT[i, o] * run[t, o]
-                            gbar[t, i] -= ds * acc
+                for u in range(first[k], first[k + 1]):
+                    i = order[u]
+                    ds = sb[i] - sa[i]
+                    for t in range(nt):
+                        acc = 0.0
                         for o in range(n_out):
-                            mo = MT[i, o]
-                            U[o] += mo * (ds * Zb[rb, i])
-                            V[o] += mo * (ds * dz[i])
+                            acc += MT[i, o] * run[t, o]
+                        gbar[t, i] -= ds * acc
+                    for o in range(n_out):
+                        mo = MT[i, o]
+                        U[o] += mo * (ds * Zb[rb, i])
+                        V[o] += mo * (ds * dz[i])
             a = alphas[k]
             for o in range(n_out):
                 y[o] = U[o] + a * V[o] + params[coff + o]
