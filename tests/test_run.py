@@ -198,6 +198,25 @@ def test_force_redoes_a_stage_and_what_follows(run_dir, tmp_path):
     np.testing.assert_array_equal(new, old)
 
 
+def test_deleted_outputs_are_redone_alone(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+    (run / "models" / "mlp-seed1.onnx").unlink()
+    before = _mtimes(run)
+    r = run_experiment(_doc(), out=run, quiet=True)
+    assert r.ran == ["models", "explain"]
+    after = _mtimes(run)
+    # the other models are not retrained; the deleted one is back, identical weights
+    assert after["models/lr-seed0.onnx"] == before["models/lr-seed0.onnx"]
+    assert (run / "models" / "mlp-seed1.onnx").read_bytes() == (
+        run_dir / "models" / "mlp-seed1.onnx"
+    ).read_bytes()
+    # explain follows the models stage: every attribution folder is recomputed
+    assert (
+        after["attributions/lr-seed0/attributions.arrow"]
+        != before["attributions/lr-seed0/attributions.arrow"]
+    )
+
+
 def test_interrupted_stage_resumes(run_dir, tmp_path, monkeypatch):
     import gexplain.explain as gex
 

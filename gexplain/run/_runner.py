@@ -665,12 +665,16 @@ def _execute(
             _say(f"[{stage}] up to date, skipped", quiet)
             continue
         resume = same and prev.get("status") in ("running", "interrupted", "failed")
-        resume = resume and not rerun_rest and stage not in forced
+        # a done stage with files deleted: models and explain redo only the missing ones
+        repair = same and prev.get("status") == "done" and stage in ("models", "explain")
+        resume = (resume or repair) and not rerun_rest and stage not in forced
         if not resume:
             _clear(ctx, stage)
         why = (
             "forced"
             if stage in forced
+            else "redoing missing outputs"
+            if resume and repair
             else "resuming"
             if resume
             else "parameters or inputs changed"
