@@ -68,7 +68,8 @@ class RunResult:
     def report(self) -> Path | None:
         """The HTML report, when the report stage produced one."""
         p = self.path / "report" / "report.html"
-        return p if p.is_file() else None
+        done = (self.manifest.get("stages") or {}).get("report", {}).get("status") == "done"
+        return p if done and p.is_file() else None
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -76,7 +77,7 @@ class RunResult:
         import json
 
         p = self.path / "report" / "summary.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+        return json.loads(p.read_text()) if self.report is not None and p.is_file() else None
 
 
 def run_paths(run_dir: Path, plan: Mapping[str, Any]) -> dict[str, Path]:
