@@ -152,3 +152,38 @@ def test_chunk_values_equal_the_float64_pullback_to_float32_precision(rng):
     # delta is the float64 completeness of the integral: Σ of the float64 attributions
     gap = (attr.rows["f_x"] - attr.rows["f_baseline"]).to_numpy()
     np.testing.assert_allclose(attr.delta, want.sum(axis=1) - gap, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_right", "trapezoid"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_relu_first_flip_search_matches_naive(rng, method, act):
+    """Many units and nodes: the bisection finds each unit's flip node as a node-by-node scan."""
+    from naive import ig_quadrature as naive_quadrature
+
+    from gexplain.explain import quadrature
+    from gexplain.head import HeadProgram, output_mode
+
+    h, n, steps = 40, 3, 50
+    M, c = rng.normal(size=(3, h)), rng.normal(size=3)
+    b = HeadProgram.builder(h)
+    getattr(b, act)(*(() if act == "relu" else (0.1,)))
+    b.affine(M, c)
+    head = b.build()
+    ref = [(act,) if act == "relu" else (act, 0.1), ("affine", M, c)]
+    Z = rng.normal(size=(n, h)) * 2
+    Zb = rng.normal(size=(1, h))
+    a, w = quadrature(method, steps)
+    nodes = np.array([1, 10, steps - 2, steps - 1])
+    at = (a[nodes - 1] + a[nodes]) / 2  # z crosses 0 just before nodes 1, 10, K−2 and K−1
+    Z[0, :4] = Zb[0, :4] * (1 - 1 / at)
+    Z[1, 0] = Zb[0, 0]  # Δz = 0
+    bidx = np.zeros(n, np.int64)
+    targets = np.array([[0, 2], [1, 0], [2, 1]])
+    L = head.layers
+    rest = np.ascontiguousarray(L[2:])
+    for output in ("logit", "probability"):
+        got = k.ig_quadrature_relu_first(
+            L, head.params, rest, Z, Zb, bidx, targets, output_mode(output), a, w, 0, 0
+        )
+        want = naive_quadrature(ref, Z, Zb, bidx, targets, output, a, w)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
