@@ -221,6 +221,9 @@ def _outputs(ctx: _Context, stage: str) -> list[Path]:
 
 def _clear(ctx: _Context, stage: str) -> None:
     p = ctx.paths
+    if stage in ("cohort", "preprocess", "explain"):
+        for stored in ctx.run_dir.glob(".cohort-*"):
+            _rm(stored)  # split copies made for Dask workers
     if stage == "cohort":
         _rm(p["source"])
         if p["source"] == p["cohort"]:
@@ -344,6 +347,13 @@ def _run_explain(ctx: _Context, resume: bool) -> dict[str, Any]:
         cohort = cohort.split(e["split"])
         if cohort.n_samples == 0:
             raise InputError(f"[explain] split: no sample of the cohort is in split {e['split']!r}")
+        if ctx.scheduler:
+            # Dask workers read their chunks from storage: store the split once for all models
+            stored = ctx.run_dir / f".cohort-{e['split']}"
+            if not (stored / "cohort.json").is_file():
+                _rm(stored)
+                cohort.save(stored)
+            cohort = Cohort.load(stored)
     root = ctx.paths["attributions"]
     root.mkdir(parents=True, exist_ok=True)
     done: list[str] = []
@@ -376,6 +386,8 @@ def _run_explain(ctx: _Context, resume: bool) -> dict[str, Any]:
             **extra,
         )
         done.append(stem)
+    for stored in ctx.run_dir.glob(".cohort-*"):
+        _rm(stored)  # the split copy for Dask workers is no longer needed
     return {"explained": done}
 
 
