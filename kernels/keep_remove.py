@@ -102,7 +102,7 @@ def walk_correct(
         for rr in range(nr):
             for j in range(g):
                 d[j, rr] = base[j] - x[rows[r0 + rr], j]
-        acc = np.empty((nr, hh))
+        acc = np.empty((hh, nr))  # gene-major walk: the inner loop runs over the block's rows
         s = np.empty(hh)
         z = np.empty(hh)
         acts = np.empty(n_acts)
@@ -122,21 +122,23 @@ def walk_correct(
                     for rr in range(nr):
                         r = r0 + rr
                         for h in range(hh):
-                            acc[rr, h] = zb[r, h] - z0[r, h]
+                            acc[h, rr] = zb[r, h] - z0[r, h]
                     pos = g
                 while pos < p:
                     j = order[pos]
-                    for rr in range(nr):
-                        dj = d[j, rr]
-                        for h in range(hh):
-                            acc[rr, h] += dj * weight[j, h]
+                    dj = d[j]
+                    for h in range(hh):
+                        w = weight[j, h]
+                        ah = acc[h]
+                        for rr in range(nr):
+                            ah[rr] += dj[rr] * w
                     pos += 1
                 a = sub_start[grp, t, q]
                 m = sub_len[grp, t, q]
                 for rr in range(nr):
                     r = r0 + rr
                     for h in range(hh):
-                        s[h] = acc[rr, h]
+                        s[h] = acc[h, rr]
                     for e in range(a, a + m):
                         j = sub_idx[e]
                         dj = d[j, rr]
