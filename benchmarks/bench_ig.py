@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_ig.py            # full runs (several minutes)
     python benchmarks/bench_ig.py --quick    # smaller sizes, for a smoke test
     python benchmarks/bench_ig.py --parts 1,3
+    python benchmarks/bench_ig.py --parts floor   # time of each unavoidable piece
 
 Parts (each measurement runs in its own subprocess, 2 threads everywhere, so
 that peak RSS is per method):
@@ -352,6 +353,93 @@ def cap2(work: Path, which: str, steps: int, subset: int) -> None:
     )
 
 
+def floor(work: Path, part: str, repeats: int) -> None:
+    """Time the unavoidable pieces of a part on its own (medians over ``repeats``).
+
+    ``read_x``: one pass over the input (sum of every row); ``write_out``: allocate
+    and fill the ``N × G`` float32 result; ``reference``: the float64 onnxruntime
+    pass that gives ``f_x`` (and ``z``); ``pullback``: the float32 product
+    ``Ḡ Wᵀ`` scaled by ``x − x'`` into a preallocated output; ``integral``: the
+    path integral in the first layer's space; ``total``: the whole
+    ``integrated_gradients`` call. Also the process CPU time of each.
+    """
+    import numpy as np
+
+    from gexplain.explain import CompiledModel, integrated_gradients
+    from gexplain.explain._ig import integrate, resolve_settings
+    from gexplain.explain._linalg import pullback
+
+    if str(part) == "1":
+        x = np.load(work / "x1.npy")
+        model = CompiledModel.load(work / "mlp1.onnx")
+        xb = np.zeros((1, x.shape[1]))
+        targets = np.zeros((x.shape[0], 1), np.int64)
+        kw = dict(baseline="zeros", target=0, method="gausslegendre", steps=50)
+        settings = resolve_settings(model, "gausslegendre", 50, "probability", 1e-3, 4096)
+    else:
+        from gexplain.cohort import Cohort
+
+        cohort = Cohort.load(work / "cohort")
+        model = CompiledModel.load(work / "lr.onnx")
+        x = cohort.expression
+        xb = model.model_zero[None].astype(np.float64)
+        labels = cohort.labels.to_list()
+        targets = np.array([[model.class_names.index(v)] for v in labels], dtype=np.int64)
+        kw = {}
+        settings = resolve_settings(model, None, None, "probability", 1e-3, 4096)
+    n, g = x.shape
+    integrated_gradients(model, x[:4], **kw)  # warm-up
+    Z = model.ort_forward(x[:4], with_z=True)[1]
+    Zb = model.ort_forward(xb, with_z=True)[1]
+    if Z is None:
+        Zb = model.first_layer(xb)
+    gbar = None
+    out = np.zeros((n, g), np.float32)
+    bidx = np.zeros(n, np.int64)
+
+    def read_x():
+        for s in range(0, n, 1024):
+            np.asarray(x[s : s + 1024]).sum(axis=1)
+
+    def write_out():
+        np.empty((n, g), np.float32).fill(1.0)
+
+    def reference():
+        nonlocal Z
+        Z = model.ort_forward(x, with_z=True)[1]
+        if Z is None:
+            Z = model.first_layer(x)
+
+    def integral():
+        nonlocal gbar
+        gbar = integrate(model, Z, Zb, bidx, targets, settings)[0]
+
+    def pull():
+        pullback(gbar[:, 0, :].astype(np.float32), model.weight32_t, x, xb, bidx, 1, out)
+
+    def total():
+        integrated_gradients(model, x, **kw)
+
+    res = {}
+    for name, fn in (
+        ("read_x", read_x),
+        ("write_out", write_out),
+        ("reference", reference),
+        ("integral", integral),
+        ("pullback", pull),
+        ("total", total),
+    ):
+        walls, cpus = [], []
+        for _ in range(repeats):
+            c = time.process_time()
+            t = time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        res[name] = {"wall": _median(walls), "cpu": _median(cpus)}
+    _emit({"part": part, "n": n, "g": g, "x_mb": n * g * 4 / 2**20, "floor": res})
+
+
 def cli_start(work: Path) -> None:
     exe = Path(sys.executable).with_name("gexplain")
     out = {}
@@ -417,6 +505,14 @@ def main() -> None:
     mode = "quick" if a.quick else "full"
     report = {}
     print(f"work dir {work} ({mode}), {THREADS} threads")
+    if "floor" in parts:
+        for part in ("1", "3"):
+            if part == "1" and not (work / "mlp1.onnx").exists():
+                _worker("prep1", work, mode)
+            if part == "3" and not (work / "lr.onnx").exists():
+                report["prep2"] = _worker("prep2", work, mode)
+            report[f"floor{part}"] = _worker("floor", work, part, "5")
+            print(json.dumps({f"floor{part}": report[f"floor{part}"]}, indent=1))
     if "1" in parts:
         info = _worker("prep1", work, mode)
         r = 2 if a.quick else 5

@@ -29,7 +29,7 @@ def naive_sums(Z, Zb, bidx, gbar):
 
 def _case(rng, n, T, h, g, nb):
     gbar = rng.normal(size=(n * T, h)).astype(np.float32)
-    W = rng.normal(size=(g, h)).astype(np.float32)
+    W = rng.normal(size=(g, h)).astype(np.float32)  # the pull-back takes Wᵀ, (h, g) contiguous
     x = rng.normal(size=(n, g)).astype(np.float32)
     xb = rng.normal(size=(nb, g))
     bidx = rng.integers(0, nb, size=n).astype(np.int64)
@@ -43,25 +43,27 @@ def _case(rng, n, T, h, g, nb):
 def test_pullback_matches_naive(rng, monkeypatch, n, T, h, g, nb):
     monkeypatch.setattr(_linalg, "COLS", 64)
     gbar, W, x, xb, bidx = _case(rng, n, T, h, g, nb)
+    WT = np.ascontiguousarray(W.T)
     want = naive_pullback(gbar, W, x, xb, bidx, T)
     got = np.full((n * T, g), np.nan, dtype=np.float32)  # need not be zeroed
-    pullback(gbar, W, x, xb, bidx, T, got)
+    pullback(gbar, WT, x, xb, bidx, T, got)
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * scale)
     # accumulate: adds scale · the attributions on top of what is there
     start = rng.normal(size=(n * T, g)).astype(np.float32)
     acc = start.copy()
-    pullback(gbar, W, x, xb, bidx, T, acc, scale=0.25, accumulate=True)
+    pullback(gbar, WT, x, xb, bidx, T, acc, scale=0.25, accumulate=True)
     want2 = naive_pullback(gbar, W, x, xb, bidx, T, scale=0.25, out=start)
     np.testing.assert_allclose(acc, want2, rtol=1e-5, atol=1e-6 * np.abs(want2).max())
 
 
 def test_pullback_rejects_bad_output(rng):
     gbar, W, x, xb, bidx = _case(rng, 2, 1, 3, 4, 1)
+    WT = np.ascontiguousarray(W.T)
     with pytest.raises(ValueError, match="float32"):
-        pullback(gbar, W, x, xb, bidx, 1, np.zeros((2, 4)))
+        pullback(gbar, WT, x, xb, bidx, 1, np.zeros((2, 4)))
     with pytest.raises(ValueError, match="accumulate"):
-        pullback(gbar, W, x, xb, bidx, 1, np.zeros((2, 4), np.float32), scale=0.5)
+        pullback(gbar, WT, x, xb, bidx, 1, np.zeros((2, 4), np.float32), scale=0.5)
 
 
 def test_pullback_same_on_one_and_two_threads_and_any_split(rng, monkeypatch):
@@ -69,20 +71,21 @@ def test_pullback_same_on_one_and_two_threads_and_any_split(rng, monkeypatch):
     monkeypatch.setattr(_linalg, "COLS", 128)  # several column panels, the last one narrower
     n, T, h, g = 2 * ROWS + 9, 2, 17, 301
     gbar, W, x, xb, bidx = _case(rng, n, T, h, g, 3)
+    WT = np.ascontiguousarray(W.T)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
         one = np.empty((n * T, g), np.float32)
-        pullback(gbar, W, x, xb, bidx, T, one)
+        pullback(gbar, WT, x, xb, bidx, T, one)
         numba.set_num_threads(2)
         two = np.empty((n * T, g), np.float32)
-        pullback(gbar, W, x, xb, bidx, T, two)
+        pullback(gbar, WT, x, xb, bidx, T, two)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
     for lo, hi in ((0, 1), (5, 70), (33, n)):  # chunks starting anywhere, of any length
         part = np.empty(((hi - lo) * T, g), np.float32)
-        pullback(gbar[lo * T : hi * T], W, x[lo:hi], xb, bidx[lo:hi], T, part)
+        pullback(gbar[lo * T : hi * T], WT, x[lo:hi], xb, bidx[lo:hi], T, part)
         np.testing.assert_array_equal(part, one[lo * T : hi * T])
 
 

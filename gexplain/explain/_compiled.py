@@ -145,7 +145,7 @@ class CompiledModel:
         )
         self._session: Any = None
         self.ort_precision: str | None = None
-        self._weight32: np.ndarray | None = None
+        self._weight32_t: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -230,11 +230,16 @@ class CompiledModel:
         return self.head.is_piecewise_linear
 
     @property
-    def weight32(self) -> np.ndarray:
-        """:attr:`weight` rounded to float32 (C-contiguous, made once): the pull-back operand."""
-        if self._weight32 is None:
-            self._weight32 = np.ascontiguousarray(self.weight, dtype=np.float32)
-        return self._weight32
+    def weight32_t(self) -> np.ndarray:
+        """``weightᵀ`` rounded to float32, C-contiguous ``(H, G)`` (made once).
+
+        The pull-back's operand: BLAS packs a row-major ``(H, G)`` matrix about
+        twice as fast as the transposed view of ``weight`` when the product has
+        few rows.
+        """
+        if self._weight32_t is None:
+            self._weight32_t = np.ascontiguousarray(self.weight.T, dtype=np.float32)
+        return self._weight32_t
 
     @property
     def proto(self) -> onnx.ModelProto:

@@ -494,7 +494,7 @@ def explain_chunk(
             # attributions: one float32 product per row block, straight into out
             pullback(
                 gbar.reshape(n * T, -1).astype(np.float32),
-                model.weight32,
+                model.weight32_t,
                 x,
                 rows_b,
                 bidx,

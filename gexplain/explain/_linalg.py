@@ -85,7 +85,7 @@ def matmul_rows(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> 
 
 def pullback(
     gbar: np.ndarray,
-    weight32: np.ndarray,
+    weight_t: np.ndarray,
     x: np.ndarray,
     xb: np.ndarray,
     bidx: np.ndarray,
@@ -99,8 +99,8 @@ def pullback(
     """Attributions ``(x − x') ⊙ (Ḡ Wᵀ)`` written (or added) straight into ``out``.
 
     Row ``q`` of ``gbar`` (``(m, H)``, one row per sample and target, sample
-    ``r = q // n_targets``) is pulled back through ``weight32`` (``(G, H)``
-    float32) by a float32 BLAS product in fixed blocks of :data:`ROWS` rows
+    ``r = q // n_targets``) is pulled back through ``weight_t`` (``Wᵀ``, ``(H, G)``
+    float32, C-contiguous) by a float32 BLAS product in fixed blocks of :data:`ROWS` rows
     (the last one zero-padded), each single-threaded and spread over a thread
     pool, so a row's values do not depend on the thread count or the chunk. A
     full block is multiplied, :data:`COLS` columns at a time (fixed panels),
@@ -118,8 +118,9 @@ def pullback(
     ----------
     gbar
         ``(m, H)`` float32 integrated gradients in the first layer's space.
-    weight32
-        ``(G, H)`` float32 first-layer weight.
+    weight_t
+        ``(H, G)`` float32 transposed first-layer weight
+        (:attr:`~gexplain.explain.CompiledModel.weight32_t`).
     x, xb, bidx
         ``(n, G)`` inputs, ``(k, G)`` baselines, ``(n,)`` each sample's baseline row.
     n_targets
@@ -135,7 +136,7 @@ def pullback(
     from ..kernels import ig as _k
 
     m = gbar.shape[0]
-    g = weight32.shape[0]
+    g = weight_t.shape[1]
     if out.shape != (m, g) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 of shape {(m, g)}")
     if not accumulate and scale != 1.0:
@@ -163,7 +164,7 @@ def pullback(
                 pad[rows:] = 0.0
                 a = pad
             for c0, c1 in panels:  # a panel of the block stays in cache while it is scaled
-                B = weight32[c0:c1].T
+                B = weight_t[:, c0:c1]
                 if accumulate or rows < ROWS:
                     buf = scratch[worker][:, : c1 - c0]
                     np.matmul(a, B, out=buf)
