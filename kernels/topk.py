@@ -384,3 +384,36 @@ def topk_agreement_rows(a, b, k):
         out[i, 2] = sa / kk
         out[i, 3] = sra / kk
     return out
+
+
+@njit(cache=True, parallel=True)
+def argsort_ranks_rows(values):
+    """Ascending order and average ranks of each row: ``(order int64, ranks float64)``."""
+    n, g = values.shape
+    order = np.empty((n, g), dtype=np.int64)
+    ranks = np.empty((n, g))
+    for i in prange(n):
+        order[i] = np.argsort(values[i])
+        _average_ranks_from_order(values[i], order[i], ranks[i])
+    return order, ranks
+
+
+@njit(cache=True, parallel=True)
+def concordance_given_order_rows(a, b, order_a):
+    """:func:`concordance_rows` with ``order_a = argsort(a)`` per row computed beforehand."""
+    n = a.shape[0]
+    out = np.empty((n, 2))
+    for i in prange(n):
+        n0, n1, n2, n3, disc = _pair_counts_from_order(a[i], b[i], order_a[i])
+        out[i, 0], out[i, 1] = _tau_and_same_order(n0, n1, n2, n3, disc)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def pearson_rows(a, b):
+    """Pearson correlation of each row pair (NaN if a row is constant)."""
+    n = a.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        out[i] = _pearson(a[i], b[i])
+    return out

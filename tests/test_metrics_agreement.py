@@ -42,6 +42,12 @@ def test_topk_and_correlation_kernels_match_naive(shape):
     stats = K.rank_stats_rows(a, b)
     np.testing.assert_array_equal(stats[:, 0], sp_)
     np.testing.assert_array_equal(stats[:, 1:], conc)
+    order, ranks = K.argsort_ranks_rows(a)
+    np.testing.assert_array_equal(np.take_along_axis(a, order, axis=1), np.sort(a, axis=1))
+    for i in range(n):
+        np.testing.assert_array_equal(ranks[i], g + 1 - naive.average_ranks_desc(a[i]))
+    np.testing.assert_array_equal(K.concordance_given_order_rows(a, b, order), conc)
+    np.testing.assert_array_equal(K.pearson_rows(ranks, K.argsort_ranks_rows(b)[1]), sp_)
     truth = r.random(shape) < 0.4
     ap = K.average_precision_rows(a, truth)
     for i in range(n):

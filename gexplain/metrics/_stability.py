@@ -52,10 +52,17 @@ def _default_ks(g: int) -> list[int]:
 
 
 def _pair_metrics(
-    a: np.ndarray, b: np.ndarray, ta: np.ndarray, tb: np.ndarray, ks: Sequence[int]
+    a: np.ndarray,
+    b: np.ndarray,
+    ta: np.ndarray,
+    tb: np.ndarray,
+    ks: Sequence[int],
+    prep_a: tuple[np.ndarray, np.ndarray] | None = None,
+    prep_b: tuple[Any, np.ndarray] | None = None,
 ) -> dict[tuple[str, int | None], np.ndarray]:
-    """Per-row metrics of two ``(R, G)`` score matrices (``ta``, ``tb`` their top-kmax indices)."""
-    from ..kernels.topk import rank_stats_rows
+    """Per-row metrics of two ``(R, G)`` score matrices (``ta``, ``tb`` their top-kmax indices;
+    ``prep_*`` their rows' ascending orders and average ranks, if already computed)."""
+    from ..kernels.topk import argsort_ranks_rows, concordance_given_order_rows, pearson_rows
 
     out: dict[tuple[str, int | None], np.ndarray] = {}
     rows = a.shape[0]
@@ -70,9 +77,10 @@ def _pair_metrics(
             sign[r] = np.mean(np.sign(a[r, union]) == np.sign(b[r, union]))
         out[("jaccard@k", k)] = jac
         out[("sign-agreement", k)] = sign
-    stats = rank_stats_rows(a, b)
-    out[("spearman", None)] = stats[:, 0]
-    out[("kendall", None)] = stats[:, 1]
+    order_a, ranks_a = argsort_ranks_rows(a) if prep_a is None else prep_a
+    _, ranks_b = argsort_ranks_rows(b) if prep_b is None else prep_b
+    out[("spearman", None)] = pearson_rows(ranks_a, ranks_b)
+    out[("kendall", None)] = concordance_given_order_rows(a, b, order_a)[:, 0]
     return out
 
 
@@ -133,11 +141,13 @@ def stability(
         return MetricResult(), pl.DataFrame(schema=PAIRWISE_SCHEMA)
     ks = _default_ks(n_genes) if ks is None else [resolve_k(k, n_genes) for k in ks]
     kmax = max(ks)
-    from ..kernels.topk import topk_rows
+    from ..kernels.topk import argsort_ranks_rows, topk_rows
 
     tops = {
         key: topk_rows(s, np.full(s.shape[0], kmax, dtype=np.int64)) for key, (_, s) in runs.items()
     }
+    # one sort per run and class, shared by all the pairs it enters
+    prep = {key: argsort_ranks_rows(s) for key, (_, s) in runs.items()}
     pairs: list[tuple[str, tuple[str, int], tuple[str, int]]] = []
     for a, b in combinations(sorted(runs), 2):
         if a[0] == b[0]:
@@ -159,6 +169,8 @@ def stability(
             tops[a][ia],
             tops[b][ib],
             ks,
+            (prep[a][0][ia], prep[a][1][ia]),
+            (None, prep[b][1][ib]),
         )
         m = len(common)
         for (metric, k), vals in per.items():
