@@ -93,7 +93,9 @@ def class_scores(
         if rows.size == 0:
             continue
         block = per_row[rows]
-        out[i] = np.median(block, axis=0) if how == "rank-median" else (
-            block.mean(axis=0) if how == "mean" else block.sum(axis=0)
+        out[i] = (
+            np.median(block, axis=0)
+            if how == "rank-median"
+            else (block.mean(axis=0) if how == "mean" else block.sum(axis=0))
         )
     return names, out
