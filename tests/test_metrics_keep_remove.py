@@ -197,3 +197,19 @@ def test_trained_mlp_top_genes_beat_random_sets():
     keep = _curve(res, "per-class", "keep")
     assert keep[20] > _curve(res, "per-class", "keep-random")[20] + 0.2
     assert _curve(res, "per-class", "remove")[20] < _curve(res, "per-class", "remove-random")[20]
+
+
+def test_one_sample_and_one_gene(rng):
+    proto, p = gexplain_graph(rng, 1, 3, (4,), class_names=["a", "b", "c"])
+    cm = CompiledModel.load(proto)
+    x = cm.model_zero[None, :] + 3.0
+    pred_x = int(reference_forward(p, x, 1).argmax())
+    pred_b = int(reference_forward(p, cm.model_zero[None, :], 1).argmax())
+    res = keep_remove_curves(cm, x, [pred_x], ["a", "b", "c"], np.ones((3, 1)), random_draws=2)
+    # keeping the only gene is the model itself; removing it is the baseline's prediction
+    assert _curve(res, "union", "keep") == {1.0: 1.0}
+    assert _curve(res, "union", "remove") == {1.0: float(pred_b == pred_x)}
+    assert _curve(res, "union", "keep-random") == {1.0: 1.0}
+    assert _curve(res, "union", "remove-random-excluding-top") == {}  # no gene outside the top
+    name = "abc"[pred_x]
+    assert _curve(res, "per-class", "keep", name) == {1.0: 1.0}
