@@ -6,7 +6,9 @@ Built once per test session (``functools.cache``): the ``demo`` preset shrunk to
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ def demo(kind: str = "mlp", permute_labels: bool = False) -> Demo:
         informative_pathways=5,
     )
     folder = Path(tempfile.mkdtemp(prefix="gexplain-metrics-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     m = fit(
         cohort,
         kind,
