@@ -21,7 +21,10 @@ that peak RSS is per method):
 3. Logistic regression on the same cohort: closed form (exact) vs Captum 50
    steps. Goal ≥ 150×.
 
-Also: cold (empty Numba cache) and warm CLI start times of ``gexplain explain``.
+Also: cold (empty Numba cache) and warm CLI start times of ``gexplain explain``;
+``--parts floor`` times the unavoidable pieces of parts 1 and 3 on their own.
+Wall times and process CPU times (all threads) are both reported: on a shared,
+loaded host the CPU-time ratio is the steadier of the two.
 """
 
 from __future__ import annotations
@@ -224,13 +227,15 @@ def gx1(work: Path, repeats: int) -> None:
     model = CompiledModel.load(work / "mlp1.onnx")
     kw = dict(baseline="zeros", target=0, method="gausslegendre", steps=50, output="probability")
     integrated_gradients(model, x[:2], **kw)  # warm-up (kernels are cached on disk)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c = time.process_time()
         t = time.perf_counter()
         attr = integrated_gradients(model, x, **kw)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     np.save(work / "gx1_attr.npy", attr.values)
-    _emit({"times": times, "max_abs_delta": float(np.abs(attr.delta).max())})
+    _emit({"times": times, "cpu": cpu, "max_abs_delta": float(np.abs(attr.delta).max())})
 
 
 def cap1(work: Path, repeats: int) -> None:
@@ -252,8 +257,9 @@ def cap1(work: Path, repeats: int) -> None:
         return torch.softmax(model(inp), dim=1)
 
     ig = IntegratedGradients(fwd)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c = time.process_time()
         t = time.perf_counter()
         attr, delta = ig.attribute(
             x,
@@ -264,8 +270,9 @@ def cap1(work: Path, repeats: int) -> None:
             return_convergence_delta=True,
         )
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     np.save(work / "cap1_attr.npy", attr.detach().numpy())
-    _emit({"times": times, "max_abs_delta": float(delta.abs().max())})
+    _emit({"times": times, "cpu": cpu, "max_abs_delta": float(delta.abs().max())})
 
 
 def gx2(work: Path, which: str, repeats: int) -> None:
@@ -277,17 +284,20 @@ def gx2(work: Path, which: str, repeats: int) -> None:
     cohort = Cohort.load(work / "cohort")
     model = CompiledModel.load(work / f"{which}.onnx")
     integrated_gradients(model, cohort.select(samples=slice(0, 4)))  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c = time.process_time()
         t = time.perf_counter()
         attr = integrated_gradients(model, cohort)  # exact, label, probability, model-zero
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     gap = np.abs(attr.rows["f_x"] - attr.rows["f_baseline"]).to_numpy()
     rel = np.abs(attr.delta) / np.maximum(1.0, gap)
     segs = attr.rows["steps"].to_numpy()
     _emit(
         {
             "times": times,
+            "cpu": cpu,
             "n": attr.n_rows,
             "delta": _quantiles(attr.delta),
             "rel_ok_1e-6": bool((rel <= 1e-6).all()),
@@ -327,6 +337,7 @@ def cap2(work: Path, which: str, steps: int, subset: int) -> None:
 
     ig = IntegratedGradients(fwd)
     batch = max(steps, 50 * 100)
+    c = time.process_time()
     t = time.perf_counter()
     _attr, delta = ig.attribute(
         x,
@@ -338,6 +349,7 @@ def cap2(work: Path, which: str, steps: int, subset: int) -> None:
         return_convergence_delta=True,
     )
     elapsed = time.perf_counter() - t
+    elapsed_cpu = time.process_time() - c
     with torch.no_grad():
         gap = (fwd(x) - fwd(base)).gather(1, target[:, None])[:, 0].abs().numpy()
     d = delta.detach().double().numpy()
@@ -346,6 +358,7 @@ def cap2(work: Path, which: str, steps: int, subset: int) -> None:
             "time_subset": elapsed,
             "subset": subset,
             "per_sample": elapsed / subset,
+            "cpu_per_sample": elapsed_cpu / subset,
             "delta": _quantiles(d),
             "rel_ok_1e-6": bool((np.abs(d) <= 1e-6 * np.maximum(1, gap)).all()),
             "rel_ok_1pct": bool((np.abs(d) <= 0.01).all()),
@@ -529,6 +542,9 @@ def main() -> None:
             "gexplain_s": t_o,
             "captum_s": t_c,
             "speedup": t_c / t_o,
+            "gexplain_cpu_s": _median(ours["cpu"]),
+            "captum_cpu_s": _median(theirs["cpu"]),
+            "cpu_speedup": _median(theirs["cpu"]) / _median(ours["cpu"]),
             "gexplain_rss_mb": ours["peak_rss_mb"],
             "captum_rss_mb": theirs["peak_rss_mb"],
             "rss_ratio": ours["peak_rss_mb"] / theirs["peak_rss_mb"],
@@ -559,6 +575,9 @@ def main() -> None:
             "captum_subset_s": theirs["time_subset"],
             "captum_extrapolated_s": extrap,
             "speedup": extrap / t_o,
+            "gexplain_cpu_s": _median(ours["cpu"]),
+            "captum_cpu_extrapolated_s": theirs["cpu_per_sample"] * ours["n"],
+            "cpu_speedup": theirs["cpu_per_sample"] * ours["n"] / _median(ours["cpu"]),
             "gexplain_rss_mb": ours["peak_rss_mb"],
             "captum_rss_mb": theirs["peak_rss_mb"],
             "gexplain_delta": ours["delta"],
