@@ -251,7 +251,9 @@ def test_resume_skips_finished_parts(study: Path, tmp_path: Path, monkeypatch) -
         return real(family, model, *args, **kwargs)
 
     monkeypatch.setattr(ev, "_family", counting)
-    resumed = evaluate(study / "cohort", study / "models", study / "attr", **kw)
+    # the same inputs given as relative paths from another working directory resume too
+    monkeypatch.chdir(study)
+    resumed = evaluate("cohort", "models", Path("attr"), **kw)
     assert ("lr-seed0", "pg") not in calls and ("mlp-seed0", "pg") not in calls
     assert ("mlp-seed0", "openxai") in calls and ("mlp-seed1", "pg") in calls
     assert ("lr-seed0", "pg") in done_before

@@ -719,7 +719,7 @@ def evaluate(
     )
     if s.chunk_size is not None and s.chunk_size < 1:
         raise InputError("chunk size must be positive")
-    cohort_path = Path(cohort) if isinstance(cohort, (str, os.PathLike)) else None
+    cohort_path = Path(cohort).resolve() if isinstance(cohort, (str, os.PathLike)) else None
     data_cohort = Cohort.load(cohort) if cohort_path is not None else cohort
     inputs = find_inputs(models, attributions)
     control = CompiledModel.load(label_control) if label_control is not None else None
@@ -730,7 +730,7 @@ def evaluate(
             {
                 "model_file": inp.path.name,
                 "model_sha256": _sha256_file(inp.path),
-                "attributions": str(inp.attributions),
+                "attributions": str(inp.attributions.resolve()),
                 "attributions_sha256": _sha256_files(
                     inp.attributions, ["attributions.json", "attributions.parquet", "genes.parquet"]
                 ),
@@ -752,7 +752,10 @@ def evaluate(
             "models": model_info,
             "label_control": None
             if label_control is None
-            else {"path": str(label_control), "sha256": _sha256_file(Path(label_control))},
+            else {
+                "path": str(Path(label_control).resolve()),
+                "sha256": _sha256_file(Path(label_control)),
+            },
         },
         "versions": _versions(),
     }
