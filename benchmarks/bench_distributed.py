@@ -23,11 +23,12 @@ What it does:
    start included) is timed too. Outputs are checked byte for byte.
 4. Both at the default chunk size (~894 samples here) and at 100 samples per
    chunk (99 chunks: the granularity a 100-worker projection needs).
-5. Projection for W = 2, 10, 100 workers from the measured per-chunk compute
-   time ``c``, the per-task overhead ``o`` (median idle gap between tasks on a
-   worker), the driver's fixed cost ``F`` (prepare + commit) and an assumed
-   shared-storage bandwidth ``B`` (each sample reads its G float32 and writes
-   G float32): ``T(W) = F + max(ceil(n_chunks / W) · (c + o), N · bytes / B)``.
+5. Projection for W = 2, 10, 100 workers (:func:`project`) from the measured
+   per-chunk compute time ``c``, the per-task overhead ``o`` (median idle gap
+   between tasks on a worker), the driver's fixed cost ``F`` (prepare + commit),
+   an assumed shared-storage bandwidth ``B`` (each sample reads its G float32
+   and writes G float32) and an assumed scheduler cost of 1 ms per task.
+   ``--project LOG`` recomputes it from a saved run's output.
 
 Prints a JSON summary (``RESULT {...}``).
 """
@@ -223,8 +224,22 @@ def _fixed_cost(model: Path, cohort_dir: Path, out: Path, tag: str, chunk: int |
     return time.perf_counter() - t
 
 
+#: Scheduler cost per task assumed by the projection (Dask's documented order of magnitude:
+#: "around 1 ms of overhead per task"), i.e. at most ~1000 tasks/s whatever the worker count.
+SCHEDULER_S_PER_TASK = 1e-3
+
+
 def project(results: dict, chunk_sizes: list[int | None], bandwidths: list[float]) -> dict:
-    """T(W) = F + max(ceil(n_chunks / W) · (c + o), N · bytes_per_sample / B)."""
+    """Projected wall time and throughput on W single-threaded workers.
+
+    ``T(W) = F + max(ceil(n_chunks / W) · (c + o), N · b / B, n_chunks · s)`` and, for a
+    cohort large enough to keep every worker busy, ``throughput = min(W · size / (c + o),
+    B / b, size / s)``: ``c`` the median per-chunk compute time on a one-thread worker,
+    ``o`` the median idle gap between two tasks of a worker (scheduling, result
+    hand-off), ``F`` the driver's fixed cost (prepare + commit), ``b`` the bytes a
+    sample moves through shared storage (its row read, its attribution row written),
+    ``B`` the aggregate shared-storage bandwidth, ``s`` the scheduler's time per task.
+    """
     from gexplain.explain._run import auto_chunk_size
 
     N, G = results["N"], results["G"]
@@ -243,22 +258,15 @@ def project(results: dict, chunk_sizes: list[int | None], bandwidths: list[float
             for B in bandwidths:
                 compute = math.ceil(n_chunks / W) * (c + o)
                 io = N * bytes_per_sample / B
-                total = F + max(compute, io)
-                # steady state for a large cohort: chunks keep every worker busy
-                steady = min(W * size / (c + o), B / bytes_per_sample)
+                sched = n_chunks * SCHEDULER_S_PER_TASK
+                total = F + max(compute, io, sched)
+                steady = min(W * size / (c + o), B / bytes_per_sample, size / SCHEDULER_S_PER_TASK)
                 rows[f"W={W},B={B / 1e9:g}GB/s"] = {
                     "simu1_seconds": total,
                     "simu1_samples_per_s": N / total,
                     "steady_samples_per_s": steady,
                 }
-        proj[tag] = {
-            "chunk": size,
-            "n_chunks": n_chunks,
-            "c": c,
-            "o": o,
-            "F": F,
-            "rows": rows,
-        }
+        proj[tag] = {"chunk": size, "n_chunks": n_chunks, "c": c, "o": o, "F": F, "rows": rows}
     return proj
 
 
@@ -267,10 +275,16 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/gexplain-bench-distributed"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--project", type=Path, help="Recompute the projection from a saved log.")
     args = ap.parse_args()
+    chunks: list[int | None] = [None, 100]
+    if args.project:
+        text = args.project.read_text()
+        res = json.loads(text[text.index("RESULT ") + 7 :])
+        print(json.dumps(project(res, chunks, [1e9, 10e9]), indent=1))
+        return
     work = args.work / ("quick" if args.quick else "simu1")
     prepare(work, args.quick)
-    chunks: list[int | None] = [None, 100]
     res = run(work, args.repeats, chunks)
     res["projection"] = project(res, chunks, [1e9, 10e9])
     summary = {}
