@@ -5,20 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .topk import _average_ranks_from_order
+
 
 @njit(cache=True)
 def _row_average_ranks_desc(v, out):
-    n = v.shape[0]
-    order = np.argsort(-v, kind="mergesort")
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and v[order[j + 1]] == v[order[i]]:
-            j += 1
-        r = 0.5 * (i + j) + 1.0
-        for t in range(i, j + 1):
-            out[order[t]] = r
-        i = j + 1
+    # descending ranks of v are the ascending ranks of -v
+    w = -v
+    _average_ranks_from_order(w, np.argsort(w, kind="mergesort"), out)
 
 
 @njit(cache=True, parallel=True)
