@@ -59,7 +59,7 @@ CURVE_SCHEMA: dict[str, pl.DataType] = {
 
 
 def _conform(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    if frame is None or frame.height == 0 and not frame.columns:
+    if frame is None or (frame.height == 0 and not frame.columns):
         return pl.DataFrame(schema=schema)
     missing = [c for c in schema if c not in frame.columns]
     frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in missing)
@@ -104,7 +104,9 @@ class MetricResult:
         if variant is not None:
             f = f.filter(pl.col("variant") == variant)
         f = f.filter(pl.col("class").is_null() if cls is None else pl.col("class") == cls)
-        f = f.filter(pl.col("control").is_null() if control is None else pl.col("control") == control)
+        f = f.filter(
+            pl.col("control").is_null() if control is None else pl.col("control") == control
+        )
         if k is not None:
             f = f.filter(pl.col("k") == k)
         if f.height != 1:
