@@ -25,7 +25,9 @@ SRA/RC/PRA
 jaccard@k, spearman, across-seeds, across-models (mean over pairs)
 kendall,
 sign-agreement
-rank-correlation     model-randomization:<layer>, label-randomization
+jaccard@k, ...       per-sample (:func:`sample_stability`, two runs of the same rows)
+rank-correlation,    model-randomization:<layer> (cascading, top-down; ``none``
+rank-correlation-abs = the unchanged model, 1 by construction), label-randomization
 ===================  =========================================================
 
 ``control`` is null for the score itself and names the control otherwise
