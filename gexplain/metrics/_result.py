@@ -26,8 +26,8 @@ jaccard@k, spearman, across-seeds, across-models (mean over pairs)
 kendall,
 sign-agreement
 jaccard@k, ...       per-sample (:func:`sample_stability`, two runs of the same rows)
-rank-correlation,    model-randomization:<layer> (cascading, top-down; ``none``
-rank-correlation-abs = the unchanged model, 1 by construction), label-randomization
+rank-correlation     model-randomization:<layer> (cascading, top-down; ``none``:
+(and ...-abs)        the unchanged model, 1 by construction), label-randomization
 ===================  =========================================================
 
 ``control`` is null for the score itself and names the control otherwise
