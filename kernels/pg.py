@@ -128,20 +128,7 @@ def head_value(layers, pt, z, acts, target, mode):
         else:
             _layer_forward(layers, pt, k, x, y)
         start += n_in
-    logits = acts[start : start + layers[nl - 1, 2]]
-    if mode == OUT_LOGIT:
-        return logits[target]
-    c = logits.shape[0]
-    m = logits[0]
-    for j in range(1, c):
-        if logits[j] > m:
-            m = logits[j]
-    s = 0.0
-    for j in range(c):
-        s += math.exp(logits[j] - m)
-    if mode == OUT_LOGPROB:
-        return logits[target] - m - math.log(s)
-    return math.exp(logits[target] - m) / s
+    return output_value(acts[start : start + layers[nl - 1, 2]], target, mode)
 
 
 @njit(cache=True)
