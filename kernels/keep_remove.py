@@ -40,6 +40,113 @@ def _argmax_head(layers, params, z, acts):
     return best
 
 
+@njit(cache=True)
+def _advance(acc, d, weight, order, start, stop):
+    """``acc[h, r] += d[j, r] * weight[j, h]`` for ``j = order[start:stop]``, in that order.
+
+    Four genes per pass over ``acc`` (one load and store of ``acc`` per four
+    genes instead of per gene); each element still receives its products one
+    by one in the order's sequence, so the rounding is that of the plain loop.
+    """
+    hh = acc.shape[0]
+    nr = acc.shape[1]
+    pos = start
+    while pos + 4 <= stop:
+        j0 = order[pos]
+        j1 = order[pos + 1]
+        j2 = order[pos + 2]
+        j3 = order[pos + 3]
+        d0 = d[j0]
+        d1 = d[j1]
+        d2 = d[j2]
+        d3 = d[j3]
+        for h in range(hh):
+            w0 = weight[j0, h]
+            w1 = weight[j1, h]
+            w2 = weight[j2, h]
+            w3 = weight[j3, h]
+            ah = acc[h]
+            for rr in range(nr):
+                ah[rr] = (((ah[rr] + d0[rr] * w0) + d1[rr] * w1) + d2[rr] * w2) + d3[rr] * w3
+        pos += 4
+    while pos < stop:
+        j = order[pos]
+        dj = d[j]
+        for h in range(hh):
+            w = weight[j, h]
+            ah = acc[h]
+            for rr in range(nr):
+                ah[rr] += dj[rr] * w
+        pos += 1
+
+
+@njit(cache=True)
+def excluding_top(perm, rank, ms):
+    """Random sets of sizes ``ms`` outside the top sets: one nested description.
+
+    For each ``m`` of ``ms`` (increasing, each ``<= G - m``), the set is the
+    shortest prefix ``perm[:p]`` holding ``m`` genes of ``rank >= m``, minus its
+    genes of ``rank < m``. Those removed genes grow with ``m``, so they are
+    listed once, in a sequence whose first ``ends[i]`` entries are the ones
+    removed for ``ms[i]`` (by increasing first size that removes them, then in
+    ``perm`` order).
+
+    Parameters
+    ----------
+    perm : (G,) int64 a permutation of the genes
+    rank : (G,) int64 rank of each gene in the top order (0 = top)
+    ms : (M,) int64 increasing sizes
+
+    Returns
+    -------
+    p : (M,) int64 prefix lengths; seq : (S,) int64 genes; ends : (M,) int64
+    """
+    nm = ms.shape[0]
+    p = np.zeros(nm, dtype=np.int64)
+    ends = np.zeros(nm, dtype=np.int64)
+    if nm == 0:
+        return p, np.zeros(0, dtype=np.int64), ends
+    cnt = np.zeros(nm, dtype=np.int64)
+    done = 0
+    pos = 0
+    while done < nm:
+        r = rank[perm[pos]]
+        pos += 1
+        for i in range(done, nm):
+            if r < ms[i]:
+                break
+            cnt[i] += 1
+            if cnt[i] == ms[i] and p[i] == 0:
+                p[i] = pos
+        while done < nm and p[done] > 0:
+            done += 1
+    # level of a removed gene: the first size whose set removes it
+    last = ms[nm - 1]
+    level = np.full(p[nm - 1], -1, dtype=np.int64)
+    counts = np.zeros(nm, dtype=np.int64)
+    for u in range(p[nm - 1]):
+        r = rank[perm[u]]
+        if r < last:
+            lv = 0
+            while ms[lv] <= r or p[lv] <= u:
+                lv += 1
+            level[u] = lv
+            counts[lv] += 1
+    start = np.zeros(nm, dtype=np.int64)
+    total = 0
+    for i in range(nm):
+        start[i] = total
+        total += counts[i]
+        ends[i] = total
+    seq = np.empty(total, dtype=np.int64)
+    for u in range(p[nm - 1]):
+        lv = level[u]
+        if lv >= 0:
+            seq[start[lv]] = perm[u]
+            start[lv] += 1
+    return p, seq, ends
+
+
 @njit(cache=True, parallel=True)
 def walk_correct(
     x,
@@ -61,6 +168,7 @@ def walk_correct(
     cp_seq,
     sub_start,
     sub_len,
+    sub_fam,
     sub_idx,
 ):
     """Keep/remove correctness at every checkpoint.
@@ -103,7 +211,9 @@ def walk_correct(
             for j in range(g):
                 d[j, rr] = base[j] - x[rows[r0 + rr], j]
         acc = np.empty((hh, nr))  # gene-major walk: the inner loop runs over the block's rows
-        s = np.empty(hh)
+        tmp = np.empty((hh, nr))
+        sacc = np.empty((2, hh, nr))
+        spos = np.zeros(2, dtype=np.int64)
         z = np.empty(hh)
         acts = np.empty(n_acts)
         for t in range(t_max):
@@ -113,6 +223,8 @@ def walk_correct(
             order = orders[o]
             acc[:] = 0.0
             pos = 0
+            sacc[:] = 0.0
+            spos[:] = 0
             for u in range(q_max):
                 q = cp_seq[grp, t, u]
                 if q < 0:
@@ -124,30 +236,27 @@ def walk_correct(
                         for h in range(hh):
                             acc[h, rr] = zb[r, h] - z0[r, h]
                     pos = g
-                while pos < p:
-                    j = order[pos]
-                    dj = d[j]
+                _advance(acc, d, weight, order, pos, p)
+                pos = max(pos, p)
+                f = sub_fam[grp, t, q]
+                src = acc
+                if f >= 0:  # minus a prefix of the family's sequence, walked incrementally
+                    a = sub_start[grp, t, q]
+                    m = sub_len[grp, t, q]
+                    sf = sacc[f]
+                    if m > spos[f]:
+                        _advance(sf, d, weight, sub_idx, a + spos[f], a + m)
+                        spos[f] = m
                     for h in range(hh):
-                        w = weight[j, h]
-                        ah = acc[h]
                         for rr in range(nr):
-                            ah[rr] += dj[rr] * w
-                    pos += 1
-                a = sub_start[grp, t, q]
-                m = sub_len[grp, t, q]
+                            tmp[h, rr] = acc[h, rr] - sf[h, rr]
+                    src = tmp
                 for rr in range(nr):
                     r = r0 + rr
                     for h in range(hh):
-                        s[h] = acc[h, rr]
-                    for e in range(a, a + m):
-                        j = sub_idx[e]
-                        dj = d[j, rr]
-                        for h in range(hh):
-                            s[h] -= dj * weight[j, h]
-                    for h in range(hh):
-                        z[h] = z0[r, h] + s[h]
+                        z[h] = z0[r, h] + src[h, rr]
                     remove[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
                     for h in range(hh):
-                        z[h] = zb[r, h] - s[h]
+                        z[h] = zb[r, h] - src[h, rr]
                     keep[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
     return keep, remove

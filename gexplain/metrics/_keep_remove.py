@@ -239,6 +239,7 @@ def keep_remove_curves(
         plan.cp_seq,
         plan.sub_start,
         plan.sub_len,
+        plan.sub_fam,
         plan.sub_idx,
     )
     out: list[dict[str, Any]] = []
@@ -356,6 +357,8 @@ class _Plan:
     """
 
     def __init__(self, scores: np.ndarray, grid: list[int], draws: int, seed: SeedLike) -> None:
+        from ..kernels.keep_remove import excluding_top
+
         c, g = scores.shape
         self.n_cls = c
         self.n_draws = draws
@@ -377,47 +380,38 @@ class _Plan:
         self.cp_pos = np.full((n_groups, t_max, q_max), -1, dtype=np.int64)
         self.sub_start = np.zeros((n_groups, t_max, q_max), dtype=np.int64)
         self.sub_len = np.zeros((n_groups, t_max, q_max), dtype=np.int64)
+        self.sub_fam = np.full((n_groups, t_max, q_max), -1, dtype=np.int64)
         subs: list[np.ndarray] = []
         offset = 0
-
-        def excluding(perm: np.ndarray, rank: np.ndarray, m: int) -> tuple[int, np.ndarray]:
-            """Prefix length of ``perm`` holding ``m`` genes of rank ``>= m``, and the others."""
-            r = rank[perm]
-            p = int(np.searchsorted(np.cumsum(r >= m), m)) + 1
-            head = perm[:p]
-            return p, head[r[:p] < m]
-
         self.cp_pos[:, 0, :nu] = self.u_sizes
         self.cp_pos[:c, 1, nu : nu + nk] = self.k_sizes
         union_rank = np.empty(g, dtype=np.int64)
         union_rank[union] = np.arange(g)
         class_rank = np.empty((c, g), dtype=np.int64)
         class_rank[np.arange(c)[:, None], class_orders] = np.arange(g)[None, :]
+        u_ok = np.flatnonzero(self.u_sizes <= g - self.u_sizes)
+        k_ok = np.flatnonzero(self.k_sizes <= g - self.k_sizes)
+        u_ms = np.ascontiguousarray(self.u_sizes[u_ok])
+        k_ms = np.ascontiguousarray(self.k_sizes[k_ok])
         for d, perm in enumerate(perms):
             t = 2 + d
             self.cp_pos[:, t, :nu] = self.u_sizes
             self.cp_pos[:, t, nu : nu + nk] = self.k_sizes
-            for i, m in enumerate(self.u_sizes):
-                if m > g - m:
+            # excluding-top sets: family 0 (union sizes, every group), 1 (the group's class)
+            for fam, ranks, ms, q0, grps in (
+                (0, union_rank[None, :], u_ms, nu + nk + u_ok, [slice(None)]),
+                (1, class_rank, k_ms, 2 * nu + nk + k_ok, list(range(c))),
+            ):
+                if ms.size == 0:
                     continue
-                p, sub = excluding(perm, union_rank, int(m))
-                q = nu + nk + i
-                self.cp_pos[:, t, q] = p
-                self.sub_start[:, t, q] = offset
-                self.sub_len[:, t, q] = sub.size
-                subs.append(sub)
-                offset += sub.size
-            for cls in range(c):
-                for i, m in enumerate(self.k_sizes):
-                    if m > g - m:
-                        continue
-                    p, sub = excluding(perm, class_rank[cls], int(m))
-                    q = 2 * nu + nk + i
-                    self.cp_pos[cls, t, q] = p
-                    self.sub_start[cls, t, q] = offset
-                    self.sub_len[cls, t, q] = sub.size
-                    subs.append(sub)
-                    offset += sub.size
+                for rank, gi in zip(ranks, grps):
+                    p, seq, ends = excluding_top(perm, rank, ms)
+                    self.cp_pos[gi, t, q0] = p
+                    self.sub_start[gi, t, q0] = offset
+                    self.sub_len[gi, t, q0] = ends
+                    self.sub_fam[gi, t, q0] = fam
+                    subs.append(seq)
+                    offset += seq.size
         self.sub_idx = (
             np.concatenate(subs).astype(np.int64) if subs else np.zeros(0, dtype=np.int64)
         )
