@@ -24,20 +24,80 @@ logits (first index on ties); the kernel returns whether it equals the label.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-from .head import head_forward
+from .head import OP_AFFINE, OP_LEAKY, OP_RELU, OP_SCALE, OP_SIGMOID
 
 
 @njit(cache=True)
-def _argmax_head(layers, params, z, acts):
-    logits = head_forward(layers, params, z, acts)
-    best = 0
-    for c in range(1, logits.shape[0]):
-        if logits[c] > logits[best]:
-            best = c
-    return best
+def _block_argmax(layers, params, xa, xb, best, bestv):
+    """Argmax of the head's logits for a block of rows, rows innermost.
+
+    ``xa`` holds the head's input, one column per row (``n_in × nr``); ``xb``
+    is scratch of the same shape (both at least as tall as the widest layer).
+    Each layer computes exactly what :func:`gexplain.kernels.head.head_forward`
+    computes for one row, in the same order; ``best`` receives the first index
+    of the largest logit of each row.
+    """
+    nr = best.shape[0]
+    cur = xa
+    nxt = xb
+    for k in range(layers.shape[0]):
+        op = layers[k, 0]
+        n_in = layers[k, 1]
+        n_out = layers[k, 2]
+        off = layers[k, 3]
+        if op == OP_AFFINE:
+            for o in range(n_out):
+                y = nxt[o]
+                c = params[off + n_out * n_in + o]
+                for rr in range(nr):
+                    y[rr] = c
+                row = off + o * n_in
+                for i in range(n_in):
+                    m = params[row + i]
+                    xi = cur[i]
+                    for rr in range(nr):
+                        y[rr] += m * xi[rr]
+        elif op == OP_SCALE:
+            for i in range(n_in):
+                a = params[off + i]
+                c = params[off + n_in + i]
+                for rr in range(nr):
+                    nxt[i, rr] = a * cur[i, rr] + c
+        elif op == OP_RELU:
+            for i in range(n_in):
+                for rr in range(nr):
+                    v = cur[i, rr]
+                    nxt[i, rr] = v if v > 0.0 else 0.0
+        elif op == OP_LEAKY:
+            a = params[off]
+            for i in range(n_in):
+                for rr in range(nr):
+                    v = cur[i, rr]
+                    nxt[i, rr] = v if v > 0.0 else a * v
+        elif op == OP_SIGMOID:
+            for i in range(n_in):
+                for rr in range(nr):
+                    nxt[i, rr] = 1.0 / (1.0 + math.exp(-cur[i, rr]))
+        else:  # tanh
+            for i in range(n_in):
+                for rr in range(nr):
+                    nxt[i, rr] = math.tanh(cur[i, rr])
+        cur, nxt = nxt, cur
+    n_c = layers[layers.shape[0] - 1, 2]
+    for rr in range(nr):
+        best[rr] = 0
+        bestv[rr] = cur[0, rr]
+    for c in range(1, n_c):
+        lc = cur[c]
+        for rr in range(nr):
+            if lc[rr] > bestv[rr]:
+                bestv[rr] = lc[rr]
+                best[rr] = c
 
 
 @njit(cache=True)
@@ -214,8 +274,19 @@ def walk_correct(
         tmp = np.empty((hh, nr))
         sacc = np.empty((2, hh, nr))
         spos = np.zeros(2, dtype=np.int64)
-        z = np.empty(hh)
-        acts = np.empty(n_acts)
+        width = hh
+        for k in range(layers.shape[0]):
+            width = max(width, layers[k, 2])
+        xa = np.empty((width, nr))
+        xb = np.empty((width, nr))
+        best = np.empty(nr, dtype=np.int64)
+        bestv = np.empty(nr)
+        z0t = np.empty((hh, nr))
+        zbt = np.empty((hh, nr))
+        for rr in range(nr):
+            for h in range(hh):
+                z0t[h, rr] = z0[r0 + rr, h]
+                zbt[h, rr] = zb[r0 + rr, h]
         for t in range(t_max):
             o = group_orders[grp, t]
             if o < 0:
@@ -251,12 +322,16 @@ def walk_correct(
                         for rr in range(nr):
                             tmp[h, rr] = acc[h, rr] - sf[h, rr]
                     src = tmp
+                for h in range(hh):
+                    for rr in range(nr):
+                        xa[h, rr] = z0t[h, rr] + src[h, rr]
+                _block_argmax(layers, params, xa, xb, best, bestv)
                 for rr in range(nr):
-                    r = r0 + rr
-                    for h in range(hh):
-                        z[h] = z0[r, h] + src[h, rr]
-                    remove[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
-                    for h in range(hh):
-                        z[h] = zb[r, h] - src[h, rr]
-                    keep[r, t, q] = 1 if _argmax_head(layers, params, z, acts) == labels[r] else 0
+                    remove[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
+                for h in range(hh):
+                    for rr in range(nr):
+                        xa[h, rr] = zbt[h, rr] - src[h, rr]
+                _block_argmax(layers, params, xa, xb, best, bestv)
+                for rr in range(nr):
+                    keep[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
     return keep, remove
