@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .sort import stable_order
 from .topk import _average_ranks_from_order
 
 
 @njit(cache=True)
 def _row_average_ranks_desc(v, out):
-    # descending ranks of v are the ascending ranks of -v
-    w = -v
-    _average_ranks_from_order(w, np.argsort(w, kind="mergesort"), out)
+    # descending ranks of v are the ascending ranks of -v (radix sort: ~4x a merge sort)
+    _average_ranks_from_order(-v, stable_order(v, True), out)
 
 
 @njit(cache=True, parallel=True)

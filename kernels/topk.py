@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .sort import stable_order
+
 # ruff: noqa: NPY002  (Numba has only the legacy, per-thread np.random state; seeded per row)
 
 
@@ -143,8 +145,8 @@ def spearman_rows(a, b):
     for i in prange(n):
         ra = np.empty(g)
         rb = np.empty(g)
-        _average_ranks_from_order(a[i], np.argsort(a[i]), ra)
-        _average_ranks_from_order(b[i], np.argsort(b[i]), rb)
+        _average_ranks_from_order(a[i], stable_order(a[i], False), ra)
+        _average_ranks_from_order(b[i], stable_order(b[i], False), rb)
         out[i] = _pearson(ra, rb)
     return out
 
@@ -292,8 +294,8 @@ def rank_stats_rows(a, b):
     n, g = a.shape
     out = np.empty((n, 3))
     for i in prange(n):
-        oa = np.argsort(a[i])
-        ob = np.argsort(b[i])
+        oa = stable_order(a[i], False)
+        ob = stable_order(b[i], False)
         ra = np.empty(g)
         rb = np.empty(g)
         _average_ranks_from_order(a[i], oa, ra)
