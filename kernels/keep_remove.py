@@ -101,6 +101,25 @@ def _block_argmax(layers, params, xa, xb, best, bestv):
 
 
 @njit(cache=True)
+def _score(layers, params, z0t, zbt, src, xa, xb, best, bestv, labels, r0, t, q, keep, remove):
+    """Correctness of a block's rows at one checkpoint, ``src`` = the sums ``s`` (H × nr)."""
+    hh = src.shape[0]
+    nr = src.shape[1]
+    for h in range(hh):
+        for rr in range(nr):
+            xa[h, rr] = z0t[h, rr] + src[h, rr]
+    _block_argmax(layers, params, xa, xb, best, bestv)
+    for rr in range(nr):
+        remove[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
+    for h in range(hh):
+        for rr in range(nr):
+            xa[h, rr] = zbt[h, rr] - src[h, rr]
+    _block_argmax(layers, params, xa, xb, best, bestv)
+    for rr in range(nr):
+        keep[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
+
+
+@njit(cache=True)
 def _advance(acc, d, weight, order, start, stop):
     """``acc[h, r] += d[j, r] * weight[j, h]`` for ``j = order[start:stop]``, in that order.
 
@@ -230,6 +249,7 @@ def walk_correct(
     sub_len,
     sub_fam,
     sub_idx,
+    cp_back,
 ):
     """Keep/remove correctness at every checkpoint.
 
@@ -300,6 +320,8 @@ def walk_correct(
                 q = cp_seq[grp, t, u]
                 if q < 0:
                     break
+                if cp_back[grp, t, q]:
+                    continue
                 p = cp_pos[grp, t, q]
                 if p >= g:  # every gene: s = zb - z0, no walk needed
                     for rr in range(nr):
@@ -322,16 +344,52 @@ def walk_correct(
                         for rr in range(nr):
                             tmp[h, rr] = acc[h, rr] - sf[h, rr]
                     src = tmp
+                _score(
+                    layers,
+                    params,
+                    z0t,
+                    zbt,
+                    src,
+                    xa,
+                    xb,
+                    best,
+                    bestv,
+                    labels,
+                    r0,
+                    t,
+                    q,
+                    keep,
+                    remove,
+                )
+            # checkpoints near the end: s = (zb - z0) - (sum over the order's tail)
+            acc[:] = 0.0
+            pos = g
+            for u in range(q_max - 1, -1, -1):
+                q = cp_seq[grp, t, u]
+                if q < 0 or not cp_back[grp, t, q]:
+                    continue
+                p = cp_pos[grp, t, q]
+                if p < pos:
+                    _advance(acc, d, weight, order, p, pos)
+                    pos = p
                 for h in range(hh):
                     for rr in range(nr):
-                        xa[h, rr] = z0t[h, rr] + src[h, rr]
-                _block_argmax(layers, params, xa, xb, best, bestv)
-                for rr in range(nr):
-                    remove[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
-                for h in range(hh):
-                    for rr in range(nr):
-                        xa[h, rr] = zbt[h, rr] - src[h, rr]
-                _block_argmax(layers, params, xa, xb, best, bestv)
-                for rr in range(nr):
-                    keep[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
+                        tmp[h, rr] = (zbt[h, rr] - z0t[h, rr]) - acc[h, rr]
+                _score(
+                    layers,
+                    params,
+                    z0t,
+                    zbt,
+                    tmp,
+                    xa,
+                    xb,
+                    best,
+                    bestv,
+                    labels,
+                    r0,
+                    t,
+                    q,
+                    keep,
+                    remove,
+                )
     return keep, remove

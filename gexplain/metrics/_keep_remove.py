@@ -241,6 +241,7 @@ def keep_remove_curves(
         plan.sub_len,
         plan.sub_fam,
         plan.sub_idx,
+        plan.cp_back,
     )
     out: list[dict[str, Any]] = []
     present = np.unique(lab)
@@ -419,3 +420,30 @@ class _Plan:
         key = np.where(self.cp_pos < 0, np.iinfo(np.int64).max, self.cp_pos)
         seq = np.argsort(key, axis=2, kind="stable")
         self.cp_seq = np.where(np.take_along_axis(self.cp_pos, seq, axis=2) < 0, -1, seq)
+        self.cp_back = _back_checkpoints(self.cp_pos, self.sub_fam, g)
+
+
+def _back_checkpoints(cp_pos: np.ndarray, sub_fam: np.ndarray, g: int) -> np.ndarray:
+    """Which checkpoints are reached from the end of their order (``(n_groups, T, Q)`` bool).
+
+    A plain prefix ``p`` (no genes subtracted) can be computed as the sum over
+    all genes minus the sum over ``order[p:]``. Per order, the prefixes above
+    the largest gap between consecutive checkpoints are reached by walking
+    back from the end when that is shorter than walking forward to them (the
+    excluding-top checkpoints are always reached forward).
+    """
+    back = np.zeros(cp_pos.shape, dtype=np.bool_)
+    for gi in range(cp_pos.shape[0]):
+        for t in range(cp_pos.shape[1]):
+            pos, fam = cp_pos[gi, t], sub_fam[gi, t]
+            front = int(pos[(pos >= 0) & (fam >= 0)].max(initial=0))
+            plain = np.unique(pos[(pos > front) & (pos < g) & (fam < 0)])
+            if plain.size == 0:
+                continue
+            # split after plain[i - 1]: forward to max(front, plain[i - 1]), back from plain[i]
+            ends = np.concatenate(([front], plain))
+            cost = ends[:-1] + (g - plain)
+            i = int(np.argmin(cost))
+            if cost[i] < plain[-1]:
+                back[gi, t] = (pos >= plain[i]) & (pos < g) & (fam < 0)
+    return back
