@@ -7,19 +7,30 @@ gene set ``K``, ``s_K = Σ_{j∈K} (x'_j − x_j) W_j``:
 - keeping only ``K`` (every other gene at the baseline): ``z = zb − s_K``.
 
 Every set is described as a *checkpoint* on a gene order: the first ``p``
-genes of the order minus a short list of genes (``K = order[:p] \\ sub``). The
+genes of the order minus a list of genes (``K = order[:p] \\ sub``). The
 prefixes of a ranking, of a random permutation, and random sets that avoid
 the top genes (a permutation's prefix minus the top genes it contains) all
 have this form, so one walk along each order, accumulating ``s`` gene by
 gene, serves every checkpoint on it (the whole order, ``p = G``, needs no walk:
-``s = zb − z0``).
+``s = zb − z0``). Three things keep the walk short:
+
+- the genes removed from the excluding-top sets of one order and one top
+  ranking are nested (a larger size removes a superset), so they form one
+  *family* sequence (:func:`excluding_top`) whose prefixes are the removed
+  lists; its sum is walked incrementally like the order itself;
+- plain prefixes past the largest gap between an order's checkpoints are
+  reached from the other end: ``s = (zb − z0) − Σ_{j∈order[p:]} …`` (the
+  plan marks them in ``cp_back``);
+- the walk adds four genes per pass over the accumulator, and the head and
+  its argmax run for a whole block of rows at once (rows innermost).
 
 Rows are processed in blocks of one group (rows that share orders and
 checkpoints); inside a block the differences ``x' − x`` are stored gene-major,
 so each gene's weight row is used for all the block's rows at once. A row's
 sums are accumulated in the same order whatever the block and the thread, so
-results do not depend on the thread count. Predictions are the argmax of the
-logits (first index on ties); the kernel returns whether it equals the label.
+results do not depend on the thread count or the block size. Predictions are
+the argmax of the logits (first index on ties); the kernel returns whether it
+equals the label.
 """
 
 from __future__ import annotations
@@ -266,9 +277,11 @@ def walk_correct(
     cp_pos : (n_groups, T, Q) int64 prefix length of checkpoint ``q``
     cp_seq : (n_groups, T, Q) int64 checkpoint indices by increasing ``cp_pos``
         (``-1`` ends the list)
-    sub_start, sub_len : (n_groups, T, Q) int64 slice of ``sub_idx`` removed
-        from the prefix
+    sub_start, sub_len : (n_groups, T, Q) int64 slice ``sub_idx[start:start +
+        len]`` removed from the prefix (checkpoints of one family share ``start``)
+    sub_fam : (n_groups, T, Q) int64 family (0 or 1) of the removed list, -1: none
     sub_idx : (S,) int64 genes
+    cp_back : (n_groups, T, Q) bool plain prefixes computed from the order's end
 
     Returns
     -------

@@ -213,3 +213,22 @@ def test_one_sample_and_one_gene(rng):
     assert _curve(res, "union", "remove-random-excluding-top") == {}  # no gene outside the top
     name = "abc"[pred_x]
     assert _curve(res, "per-class", "keep", name) == {1.0: 1.0}
+
+
+@pytest.mark.parametrize("g", [1, 2, 9, 40])
+def test_excluding_top_sequence_matches_definition(rng, g):
+    from gexplain.kernels.keep_remove import excluding_top
+
+    for _ in range(5):
+        perm = rng.permutation(g).astype(np.int64)
+        rank = rng.permutation(g).astype(np.int64)
+        ms = np.array([m for m in log_grid(g) if m <= g - m], dtype=np.int64)
+        p, seq, ends = excluding_top(perm, rank, ms)
+        assert p.shape == ends.shape == ms.shape
+        for i, m in enumerate(ms):
+            # shortest prefix holding m genes of rank >= m; removed: its genes of rank < m
+            r = rank[perm]
+            want_p = int(np.flatnonzero(np.cumsum(r >= m) == m)[0]) + 1
+            assert p[i] == want_p
+            assert sorted(seq[: ends[i]]) == sorted(perm[:want_p][r[:want_p] < m])
+        assert len(set(seq.tolist())) == seq.size
