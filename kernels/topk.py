@@ -102,14 +102,21 @@ def random_subsets(seeds, ks, g):
 
 
 @njit(cache=True, parallel=True)
-def normal_rows(seeds, g):
-    """Standard normal ``(n, g)`` matrix, row ``i`` drawn from ``seeds[i]``."""
-    n = seeds.shape[0]
-    out = np.empty((n, g))
+def diffuse_rows(block, indptr, indices, data):
+    """``block @ S`` for a CSR matrix ``S`` (``indptr``, ``indices``, ``data``), parallel over rows.
+
+    Each output row accumulates ``block[i, j] · S[j, :]`` for ``j`` in increasing
+    order, so results do not depend on the thread count.
+    """
+    n, g = block.shape
+    m = indptr.shape[0] - 1
+    out = np.zeros((n, m if g == 0 else g))
     for i in prange(n):
-        np.random.seed(seeds[i])
         for j in range(g):
-            out[i, j] = np.random.standard_normal()
+            v = block[i, j]
+            if v != 0.0:
+                for p in range(indptr[j], indptr[j + 1]):
+                    out[i, indices[p]] += v * data[p]
     return out
 
 

@@ -59,6 +59,33 @@ def test_topk_and_correlation_kernels_match_naive(shape):
         np.testing.assert_allclose(ap[i], naive.average_precision(a[i], truth[i]), equal_nan=True)
 
 
+def _csr(seed: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m = sp.random(g, g, density=0.1, format="csr", random_state=seed)
+    m.sort_indices()
+    return m.indptr, m.indices, m.data
+
+
+def test_diffuse_rows_is_the_sparse_product():
+    r = np.random.default_rng(4)
+    a = r.normal(size=(5, 70))
+    a[:, :3] = 0.0
+    indptr, indices, data = _csr(2, 70)
+    S = sp.csr_matrix((data, indices, indptr), shape=(70, 70))
+    np.testing.assert_allclose(
+        K.diffuse_rows(a, indptr, indices, data), a @ S.toarray(), atol=1e-12
+    )
+
+
+def test_normal_rows_depend_on_the_row_seed_only():
+    from gexplain.metrics._agreement import normal_rows
+
+    seeds = np.array([5, 9, 11], dtype=np.uint32)
+    full = normal_rows(seeds, 2000)
+    np.testing.assert_array_equal(normal_rows(seeds[1:], 2000), full[1:])
+    assert abs(full.mean()) < 0.05 and abs(full.std() - 1.0) < 0.05
+    assert not np.array_equal(full[0], full[1])
+
+
 def test_kernels_identical_on_one_and_two_threads():
     r = np.random.default_rng(3)
     a = r.normal(size=(9, 70))
@@ -75,7 +102,7 @@ def test_kernels_identical_on_one_and_two_threads():
                 K.spearman_rows(a, b),
                 K.rank_stats_rows(a, b),
                 K.random_subsets(seeds, ks, 70),
-                K.normal_rows(seeds, 70),
+                K.diffuse_rows(a, *_csr(7, 70)),
                 K.average_precision_rows(a, b > 0),
             )
         )
@@ -325,3 +352,19 @@ def test_linear_reference_is_none_for_a_nonlinear_model(rng):
 
     proto, _ = gexplain_graph(rng, 6, 2, hidden=(4,))
     assert linear_reference_attribution(proto, np.zeros((1, 6)), np.array([0])) is None
+
+
+def test_openxai_agreement_with_several_k_equals_one_call_per_k():
+    from gexplain.metrics import openxai_agreement
+
+    r = np.random.default_rng(8)
+    v, ref = r.normal(size=(12, 40)), r.normal(size=(12, 40))
+    cls = np.array(list("ab") * 6)
+    both = openxai_agreement(v, ref, k=[0.1, 3, 3], classes=cls).scores
+    for k in (3, 4):
+        one = openxai_agreement(v, ref, k=k, classes=cls).scores
+        got = both.filter(both["k"] == k)
+        assert got.height == one.height > 0
+        assert got.sort(["metric", "class"], nulls_last=True).equals(
+            one.sort(["metric", "class"], nulls_last=True)
+        )

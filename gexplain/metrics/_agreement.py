@@ -31,6 +31,7 @@ average.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +70,40 @@ def load_graph(path: str | os.PathLike[str], gene_ids: Sequence[str]) -> sp.csr_
     p = Path(path)
     if p.is_dir():
         p = p / GRAPH_FILE
-    s, _ = read_graph(p, gene_ids)
-    return s
+    try:
+        st = p.stat()
+    except OSError:
+        s, _ = read_graph(p, gene_ids)  # read_graph names the missing file
+        return s
+    return _cached_graph(str(p.resolve()), st.st_mtime_ns, st.st_size, tuple(map(str, gene_ids)))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_graph(path: str, mtime_ns: int, size: int, gene_ids: tuple[str, ...]) -> sp.csr_matrix:
+    """One read per (file version, gene order): every diffused model of a run shares it."""
+    from ..models._graph import read_graph
+
+    s, _ = read_graph(Path(path), list(gene_ids))
+    return sp.csr_matrix(s, dtype=np.float64)
+
+
+def normal_rows(seeds: np.ndarray, g: int) -> np.ndarray:
+    """Standard normal ``(n, g)`` float64 matrix, row ``i`` from its own PCG64 stream ``seeds[i]``.
+
+    NumPy's ziggurat sampler: ~20× Numba's polar method, and rows depend only on
+    their seed (any chunking gives the same matrix).
+    """
+    out = np.empty((len(seeds), g))
+    for i, s in enumerate(np.asarray(seeds).tolist()):
+        np.random.Generator(np.random.PCG64(s)).standard_normal(out=out[i])
+    return out
+
+
+def _diffuse(block: np.ndarray, s: sp.csr_matrix) -> np.ndarray:
+    """``block @ S`` (rows of attributions diffused over the graph)."""
+    from ..kernels.topk import diffuse_rows
+
+    return diffuse_rows(np.ascontiguousarray(block, dtype=np.float64), s.indptr, s.indices, s.data)
 
 
 def _truth_mask(truth: Any, class_names: Sequence[str], gene_ids: Sequence[str]) -> np.ndarray:
@@ -297,6 +330,7 @@ def feature_agreement(
     if graph is not None:
         s = graph if sp.issparse(graph) else load_graph(graph, gene_ids)
         s = sp.csr_matrix(s, dtype=np.float64)
+        s.sort_indices()
         if s.shape != (g, g):
             raise InputError(f"the diffusion graph is {s.shape}, expected ({g}, {g})")
 
@@ -305,8 +339,7 @@ def feature_agreement(
 
     def diffused(source: Any) -> Any:
         def rows(a: int, b: int) -> np.ndarray:
-            block = source(a, b)
-            return np.ascontiguousarray((s.T @ block.T).T)
+            return _diffuse(source(a, b), s)
 
         return rows
 
@@ -319,8 +352,6 @@ def feature_agreement(
         records += _class_rows("FA", loc, names, per_local, kc, n_per_class, None)
         records += _class_rows("FA", glo, names, per_global, kc, n_per_class, None)
     if random_draws > 0:
-        from ..kernels.topk import normal_rows
-
         base = as_seed(seed)
         for loc, glo, _ in variants:
             acc_l = np.zeros(len(names))
@@ -475,8 +506,6 @@ def biomarker_recovery(
     scores /= np.maximum(n_per_class, 1)[:, None]
     records = _recovery_rows(scores, mask, names, ks, n_per_class, None)
     if random_draws > 0:
-        from ..kernels.topk import normal_rows
-
         base = as_seed(seed)
         acc: pl.DataFrame | None = None
         for d in range(random_draws):

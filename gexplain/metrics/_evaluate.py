@@ -557,8 +557,8 @@ def _fa(
 
     ref = linear_reference_attribution(model, data.X, data.targets)
     if ref is not None:
-        for k in _distinct_ks(list(s.openxai_k), model.n_genes):
-            res = res + openxai_agreement(data.values, ref, k=k, classes=data.classes)
+        ks = _distinct_ks(list(s.openxai_k), model.n_genes)
+        res = res + openxai_agreement(data.values, ref, k=ks, classes=data.classes)
     return res
 
 

@@ -65,28 +65,29 @@ def resolve_k(k: int | float, n_features: int) -> int:
     return int(max(1, min(n_features, round(kf * n_features))))
 
 
-def _per_sample(values: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+def _per_sample(values: np.ndarray, reference: np.ndarray, ks: list[int]) -> list[np.ndarray]:
+    """Per-row metrics for each k; RC and PRA (independent of k) are computed once."""
     from ..kernels.topk import rank_stats_rows, topk_agreement_rows
 
     n = values.shape[0]
-    out = np.empty((n, len(METRICS)))
+    outs = [np.empty((n, len(METRICS))) for _ in ks]
     for a in range(0, n, _CHUNK):
         b = min(n, a + _CHUNK)
         va = np.ascontiguousarray(values[a:b], dtype=np.float64)
         vb = np.ascontiguousarray(reference[a:b], dtype=np.float64)
-        out[a:b, :4] = topk_agreement_rows(va, vb, k)
-        aa, ab = np.abs(va), np.abs(vb)
-        stats = rank_stats_rows(aa, ab)
-        out[a:b, 4] = stats[:, 0]
-        out[a:b, 5] = stats[:, 2]
-    return out
+        stats = rank_stats_rows(np.abs(va), np.abs(vb))
+        for out, k in zip(outs, ks):
+            out[a:b, :4] = topk_agreement_rows(va, vb, k)
+            out[a:b, 4] = stats[:, 0]
+            out[a:b, 5] = stats[:, 2]
+    return outs
 
 
 def openxai_agreement(
     values: np.ndarray,
     reference: np.ndarray,
     *,
-    k: int | float,
+    k: int | float | Sequence[int | float],
     classes: Sequence[str] | np.ndarray | None = None,
 ) -> MetricResult:
     """OpenXAI's FA, RA, SA, SRA, RC and PRA of attributions against a reference.
@@ -98,7 +99,9 @@ def openxai_agreement(
     reference
         ``(n, G)`` ground-truth attributions (same rows), or ``(G,)`` for all rows.
     k
-        Top-k size: a count, or a fraction of ``G``.
+        Top-k size: a count, or a fraction of ``G``; or a sequence of them (one
+        set of rows per distinct k; RC and PRA, which do not depend on k, are
+        computed once).
     classes
         Optional class of each row: adds per-class rows (the class-null row is
         then the unweighted mean over classes).
@@ -126,8 +129,9 @@ def openxai_agreement(
         ref = np.broadcast_to(ref, v.shape)
     if ref.shape != v.shape:
         raise InputError(f"reference has shape {ref.shape}, attributions {v.shape}")
-    kk = resolve_k(k, v.shape[1])
-    per = _per_sample(v, ref, kk)
+    many = isinstance(k, (list, tuple, np.ndarray))
+    kks = sorted({resolve_k(x, v.shape[1]) for x in (k if many else [k])})  # type: ignore[union-attr]
+    pers = _per_sample(v, ref, kks)
     if classes is None:
         groups = {None: np.arange(v.shape[0])}
     else:
@@ -136,22 +140,23 @@ def openxai_agreement(
             raise InputError(f"{cls.shape[0]} classes for {v.shape[0]} rows")
         groups = {c: np.flatnonzero(cls == c) for c in sorted(set(cls.tolist()))}
     records: list[dict[str, Any]] = []
-    for j, m in enumerate(METRICS):
-        means = []
-        for c, rows in groups.items():
-            col = per[rows, j]
-            col = col[np.isfinite(col)]
-            val = float(col.mean()) if col.size else float("nan")
-            means.append(val)
-            if c is not None:
-                records.append(_row(c, m, kk, val, col.size))
-        if classes is not None:
-            ok = [x for x in means if np.isfinite(x)]
-            records.append(
-                _row(None, m, kk, float(np.mean(ok)) if ok else float("nan"), v.shape[0])
-            )
-        else:
-            records.append(_row(None, m, kk, means[0], int(np.isfinite(per[:, j]).sum())))
+    for kk, per in zip(kks, pers):
+        for j, m in enumerate(METRICS):
+            means = []
+            for c, rows in groups.items():
+                col = per[rows, j]
+                col = col[np.isfinite(col)]
+                val = float(col.mean()) if col.size else float("nan")
+                means.append(val)
+                if c is not None:
+                    records.append(_row(c, m, kk, val, col.size))
+            if classes is not None:
+                ok = [x for x in means if np.isfinite(x)]
+                records.append(
+                    _row(None, m, kk, float(np.mean(ok)) if ok else float("nan"), v.shape[0])
+                )
+            else:
+                records.append(_row(None, m, kk, means[0], int(np.isfinite(per[:, j]).sum())))
     return MetricResult(scores=pl.DataFrame(records))
 
 
