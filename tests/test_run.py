@@ -58,7 +58,7 @@ def test_shipped_experiments_validate():
             "model-zero",
         )
         assert e["correct_only"] and e["normalize"] and e["split"] == "test"
-        assert p["evaluate"]["metrics"] == "all"
+        assert p["evaluate"]["metrics"] == ["pg", "fa", "stability", "keep-remove"]
     xena = load_experiment(EXPERIMENTS / "xena-template.toml")
     # paths are resolved against the TOML file's folder
     assert Path(xena["cohort"]["import"]["path"]).is_file()
