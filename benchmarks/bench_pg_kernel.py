@@ -63,6 +63,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from gexplain.kernels import pg
+
     from gexplain.metrics._pg import load_model
 
     _, a = load_model(args.run / "models" / f"{args.model}.onnx", "probability")
