@@ -42,6 +42,7 @@ from .head import (
     OUT_LOGIT,
     OUT_PROB,
     _layer_forward,
+    exp_nonpositive,
     head_backward,
     output_value_grad,
 )
@@ -301,31 +302,7 @@ def _softmax_piece(v, d, start, active, na, tg, mode, p, hp, glx, glw, acc, X, b
         for q in range(nq):
             X[o + q] -= mq[q]
     m = na * nq
-    for i in range(m):  # exp(X), vectorised
-        x = X[i]
-        if x < -708.0:
-            x = -708.0
-        nf = np.floor(x * 1.4426950408889634 + 0.5)
-        r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
-        e = 1.0 / 6227020800.0
-        e = e * r + 1.0 / 479001600.0
-        e = e * r + 1.0 / 39916800.0
-        e = e * r + 1.0 / 3628800.0
-        e = e * r + 1.0 / 362880.0
-        e = e * r + 1.0 / 40320.0
-        e = e * r + 1.0 / 5040.0
-        e = e * r + 1.0 / 720.0
-        e = e * r + 1.0 / 120.0
-        e = e * r + 1.0 / 24.0
-        e = e * r + 1.0 / 6.0
-        e = e * r + 0.5
-        e = e * r + 1.0
-        e = e * r + 1.0
-        X[i] = e
-        bits[i] = (np.int64(nf) + 1023) << 52
-    pw = bits[:m].view(np.float64)
-    for i in range(m):
-        X[i] *= pw[i]
+    exp_nonpositive(X, bits, m)  # vectorised
     for a in range(na):
         o = a * nq
         for q in range(nq):

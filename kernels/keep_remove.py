@@ -35,76 +35,29 @@ equals the label.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
-from .head import OP_AFFINE, OP_LEAKY, OP_RELU, OP_SCALE, OP_SIGMOID
+from .head import head_forward_columns
 
 
 @njit(cache=True)
-def _block_argmax(layers, params, xa, xb, best, bestv):
+def _block_argmax(layers, params, A, best, bestv):
     """Argmax of the head's logits for a block of rows, rows innermost.
 
-    ``xa`` holds the head's input, one column per row (``n_in × nr``); ``xb``
-    is scratch of the same shape (both at least as tall as the widest layer).
-    Each layer computes exactly what :func:`gexplain.kernels.head.head_forward`
-    computes for one row, in the same order; ``best`` receives the first index
-    of the largest logit of each row.
+    ``A`` (``n_acts × nr``) holds the head's input in its first rows, one
+    column per row; :func:`kernels.head.head_forward_columns` fills the rest
+    with exactly the per-row arithmetic of :func:`kernels.head.head_forward`.
+    ``best`` receives the first index of the largest logit of each row.
     """
     nr = best.shape[0]
-    cur = xa
-    nxt = xb
-    for k in range(layers.shape[0]):
-        op = layers[k, 0]
-        n_in = layers[k, 1]
-        n_out = layers[k, 2]
-        off = layers[k, 3]
-        if op == OP_AFFINE:
-            for o in range(n_out):
-                y = nxt[o]
-                c = params[off + n_out * n_in + o]
-                for rr in range(nr):
-                    y[rr] = c
-                row = off + o * n_in
-                for i in range(n_in):
-                    m = params[row + i]
-                    xi = cur[i]
-                    for rr in range(nr):
-                        y[rr] += m * xi[rr]
-        elif op == OP_SCALE:
-            for i in range(n_in):
-                a = params[off + i]
-                c = params[off + n_in + i]
-                for rr in range(nr):
-                    nxt[i, rr] = a * cur[i, rr] + c
-        elif op == OP_RELU:
-            for i in range(n_in):
-                for rr in range(nr):
-                    v = cur[i, rr]
-                    nxt[i, rr] = v if v > 0.0 else 0.0
-        elif op == OP_LEAKY:
-            a = params[off]
-            for i in range(n_in):
-                for rr in range(nr):
-                    v = cur[i, rr]
-                    nxt[i, rr] = v if v > 0.0 else a * v
-        elif op == OP_SIGMOID:
-            for i in range(n_in):
-                for rr in range(nr):
-                    nxt[i, rr] = 1.0 / (1.0 + math.exp(-cur[i, rr]))
-        else:  # tanh
-            for i in range(n_in):
-                for rr in range(nr):
-                    nxt[i, rr] = math.tanh(cur[i, rr])
-        cur, nxt = nxt, cur
+    s = head_forward_columns(layers, params, A, nr)
     n_c = layers[layers.shape[0] - 1, 2]
     for rr in range(nr):
         best[rr] = 0
-        bestv[rr] = cur[0, rr]
+        bestv[rr] = A[s, rr]
     for c in range(1, n_c):
-        lc = cur[c]
+        lc = A[s + c]
         for rr in range(nr):
             if lc[rr] > bestv[rr]:
                 bestv[rr] = lc[rr]
@@ -112,20 +65,20 @@ def _block_argmax(layers, params, xa, xb, best, bestv):
 
 
 @njit(cache=True)
-def _score(layers, params, z0t, zbt, src, xa, xb, best, bestv, labels, r0, t, q, keep, remove):
+def _score(layers, params, z0t, zbt, src, A, best, bestv, labels, r0, t, q, keep, remove):
     """Correctness of a block's rows at one checkpoint, ``src`` = the sums ``s`` (H × nr)."""
     hh = src.shape[0]
     nr = src.shape[1]
     for h in range(hh):
         for rr in range(nr):
-            xa[h, rr] = z0t[h, rr] + src[h, rr]
-    _block_argmax(layers, params, xa, xb, best, bestv)
+            A[h, rr] = z0t[h, rr] + src[h, rr]
+    _block_argmax(layers, params, A, best, bestv)
     for rr in range(nr):
         remove[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
     for h in range(hh):
         for rr in range(nr):
-            xa[h, rr] = zbt[h, rr] - src[h, rr]
-    _block_argmax(layers, params, xa, xb, best, bestv)
+            A[h, rr] = zbt[h, rr] - src[h, rr]
+    _block_argmax(layers, params, A, best, bestv)
     for rr in range(nr):
         keep[r0 + rr, t, q] = 1 if best[rr] == labels[r0 + rr] else 0
 
@@ -307,11 +260,10 @@ def walk_correct(
         tmp = np.empty((hh, nr))
         sacc = np.empty((2, hh, nr))
         spos = np.zeros(2, dtype=np.int64)
-        width = hh
+        n_acts = layers[0, 1]
         for k in range(layers.shape[0]):
-            width = max(width, layers[k, 2])
-        xa = np.empty((width, nr))
-        xb = np.empty((width, nr))
+            n_acts += layers[k, 2]
+        A = np.empty((n_acts, nr))
         best = np.empty(nr, dtype=np.int64)
         bestv = np.empty(nr)
         z0t = np.empty((hh, nr))
@@ -363,8 +315,7 @@ def walk_correct(
                     z0t,
                     zbt,
                     src,
-                    xa,
-                    xb,
+                    A,
                     best,
                     bestv,
                     labels,
@@ -394,8 +345,7 @@ def walk_correct(
                     z0t,
                     zbt,
                     tmp,
-                    xa,
-                    xb,
+                    A,
                     best,
                     bestv,
                     labels,

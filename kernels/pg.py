@@ -60,13 +60,11 @@ from numba import njit, prange
 
 from .head import (
     OP_AFFINE,
-    OP_LEAKY,
-    OP_RELU,
-    OP_SCALE,
-    OP_SIGMOID,
     OUT_LOGIT,
     OUT_LOGPROB,
     _layer_forward,
+    exp_nonpositive,
+    head_forward_columns,
 )
 from .sort import radix_argsort, stable_order  # noqa: F401  (stable_order: part of this API)
 
@@ -208,101 +206,17 @@ def random_order(d, state):
 
 
 # ---------------------------------------------------------------- tiled head
-@njit(cache=True, inline="always")
-def _exp_nonpositive(X, bits, m):
-    """``X[:m] = exp(X[:m])`` for arguments ≤ 0 (below −708 clamped), vectorised."""
-    for i in range(m):
-        x = X[i]
-        if x < -708.0:
-            x = -708.0
-        nf = np.floor(x * 1.4426950408889634 + 0.5)
-        r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
-        e = 1.0 / 6227020800.0
-        e = e * r + 1.0 / 479001600.0
-        e = e * r + 1.0 / 39916800.0
-        e = e * r + 1.0 / 3628800.0
-        e = e * r + 1.0 / 362880.0
-        e = e * r + 1.0 / 40320.0
-        e = e * r + 1.0 / 5040.0
-        e = e * r + 1.0 / 720.0
-        e = e * r + 1.0 / 120.0
-        e = e * r + 1.0 / 24.0
-        e = e * r + 1.0 / 6.0
-        e = e * r + 0.5
-        e = e * r + 1.0
-        e = e * r + 1.0
-        X[i] = e
-        bits[i] = (np.int64(nf) + 1023) << 52
-    pw = bits[:m].view(np.float64)
-    for i in range(m):
-        X[i] *= pw[i]
-
-
 @njit(cache=True)
 def head_tile(layers, params, A, T, target, mode, out, E, bits, ms):
     """The explained value at the ``T`` points of a tile into ``out[:T]``.
 
     ``A`` is ``(n_acts, TILE)``: rows ``0 .. H-1`` hold the points' ``z``
-    (column ``t`` = point ``t``); the layers' outputs follow, row by unit.
+    (column ``t`` = point ``t``); the layers' outputs follow, row by unit
+    (:func:`kernels.head.head_forward_columns`).
     ``E``, ``bits`` (``C · TILE``) and ``ms`` (``2 · TILE``) are scratch.
     """
-    start = 0
+    start = head_forward_columns(layers, params, A, T)
     nl = layers.shape[0]
-    for k in range(nl):
-        op = layers[k, 0]
-        n_in = layers[k, 1]
-        n_out = layers[k, 2]
-        off = layers[k, 3]
-        ys = start + n_in
-        if op == OP_AFFINE:
-            cb = off + n_in * n_out
-            for o in range(n_out):
-                y = A[ys + o]
-                c = params[cb + o]
-                for t in range(T):
-                    y[t] = c
-                row = off + o * n_in
-                for i in range(n_in):
-                    w = params[row + i]
-                    if w != 0.0:
-                        x = A[start + i]
-                        for t in range(T):
-                            y[t] += w * x[t]
-        elif op == OP_SCALE:
-            for i in range(n_in):
-                a = params[off + i]
-                c = params[off + n_in + i]
-                x = A[start + i]
-                y = A[ys + i]
-                for t in range(T):
-                    y[t] = a * x[t] + c
-        elif op == OP_RELU:
-            for i in range(n_in):
-                x = A[start + i]
-                y = A[ys + i]
-                for t in range(T):
-                    y[t] = max(x[t], 0.0)
-        elif op == OP_LEAKY:
-            a = params[off]
-            for i in range(n_in):
-                x = A[start + i]
-                y = A[ys + i]
-                for t in range(T):
-                    v = x[t]
-                    y[t] = v if v > 0.0 else a * v
-        elif op == OP_SIGMOID:
-            for i in range(n_in):
-                x = A[start + i]
-                y = A[ys + i]
-                for t in range(T):
-                    y[t] = 1.0 / (1.0 + math.exp(-x[t]))
-        else:  # OP_TANH
-            for i in range(n_in):
-                x = A[start + i]
-                y = A[ys + i]
-                for t in range(T):
-                    y[t] = math.tanh(x[t])
-        start += n_in
     c = layers[nl - 1, 2]
     if mode == OUT_LOGIT:
         for t in range(T):
@@ -322,7 +236,7 @@ def head_tile(layers, params, A, T, target, mode, out, E, bits, ms):
         e = E[j * T : (j + 1) * T]
         for t in range(T):
             e[t] = L[t] - mx[t]
-    _exp_nonpositive(E, bits, c * T)
+    exp_nonpositive(E, bits, c * T)
     for t in range(T):
         sm[t] = 0.0
     for j in range(c):

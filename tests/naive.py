@@ -36,6 +36,46 @@ def head_forward(layers: list[tuple], z: np.ndarray) -> np.ndarray:
     return x
 
 
+def random_head(
+    rng: np.random.Generator,
+    n_in: int,
+    widths: list[int],
+    acts: list[str | None],
+    scale: float = 1.0,
+    zero_weight: bool = False,
+) -> tuple:
+    """A random head program and its ``head_forward`` twin (layer tuples).
+
+    One affine layer per width (weights ``scale · N(0, 1)``), each followed by
+    its activation (``"bn"`` is an inference BatchNorm, ``None`` none). With
+    ``zero_weight`` the first weight of every affine layer is 0 (kernels skip
+    such terms).
+    """
+    from gexplain.head import HeadProgram
+
+    b = HeadProgram.builder(n_in)
+    ref: list[tuple] = []
+    w_in = n_in
+    for w, act in zip(widths, acts):
+        M, c = rng.normal(size=(w, w_in)) * scale, rng.normal(size=w)
+        if zero_weight:
+            M[0, 0] = 0.0
+        b.affine(M, c)
+        ref.append(("affine", M, c))
+        if act == "bn":
+            a, s = rng.normal(size=w), rng.normal(size=w)
+            b.scale(a, s)
+            ref.append(("scale", a, s))
+        elif act == "leaky_relu":
+            b.leaky_relu(0.1)
+            ref.append(("leaky_relu", 0.1))
+        elif act is not None:
+            getattr(b, act)()
+            ref.append((act,))
+        w_in = w
+    return b.build(), ref
+
+
 # ----------------------------------------------------------------------------- simulate
 # Plain-Python twins of kernels/simulate.py. They follow the published
 # algorithms step by step (Hörmann's BTRD with math.lgamma/math.exp, Marsaglia &

@@ -5,30 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from naive import head_forward as naive_forward
+from naive import random_head
 
 from gexplain.head import HeadProgram
-
-
-def _random_head(rng, n_in, widths, acts):
-    b = HeadProgram.builder(n_in)
-    ref = []
-    w_in = n_in
-    for w, act in zip(widths, acts):
-        M, c = rng.normal(size=(w, w_in)), rng.normal(size=w)
-        b.affine(M, c)
-        ref.append(("affine", M, c))
-        if act == "bn":
-            a, s = rng.normal(size=w), rng.normal(size=w)
-            b.scale(a, s)
-            ref.append(("scale", a, s))
-        elif act == "leaky_relu":
-            b.leaky_relu(0.1)
-            ref.append(("leaky_relu", 0.1))
-        elif act is not None:
-            getattr(b, act)()
-            ref.append((act,))
-        w_in = w
-    return b.build(), ref
 
 
 @pytest.mark.parametrize(
@@ -42,15 +21,42 @@ def _random_head(rng, n_in, widths, acts):
     ],
 )
 def test_forward_matches_naive(rng, widths, acts):
-    head, ref = _random_head(rng, 5, widths, acts)
+    head, ref = random_head(rng, 5, widths, acts)
     Z = rng.normal(size=(9, 5))
     expected = np.stack([naive_forward(ref, z) for z in Z])
     np.testing.assert_allclose(head.forward(Z), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "widths,acts",
+    [
+        ([3], [None]),
+        ([6, 2], ["relu", None]),
+        ([5, 4, 3], ["bn", "leaky_relu", None]),
+        ([4, 4, 2], ["sigmoid", "tanh", None]),
+    ],
+)
+@pytest.mark.parametrize("T", [1, 13])
+def test_columns_forward_equals_the_per_row_forward(rng, widths, acts, T):
+    from gexplain.kernels import head as kh
+
+    head, ref = random_head(rng, 5, widths, acts, scale=2.0, zero_weight=True)
+    Z = rng.normal(size=(T, 5)) * 3.0
+    A = np.full((head.n_acts, T + 3), np.nan)  # wider than T: the extra columns stay untouched
+    A[:5, :T] = Z.T
+    s = kh.head_forward_columns(head.layers, head.params, A, T)
+    c = widths[-1]
+    assert s == head.n_acts - c
+    np.testing.assert_array_equal(A[s : s + c, :T].T, head.forward(Z))
+    assert np.isnan(A[5:, T:]).all()
+    np.testing.assert_allclose(
+        A[s : s + c, :T].T, [naive_forward(ref, z) for z in Z], rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("output", ["logit", "probability", "log_probability"])
 def test_gradient_matches_finite_differences(rng, output):
-    head, ref = _random_head(rng, 4, [6, 3], ["tanh", None])
+    head, ref = random_head(rng, 4, [6, 3], ["tanh", None])
     Z = rng.normal(size=(5, 4))
     targets = np.array([0, 1, 2, 0, 1])
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from gexplain.kernels import pg
 from naive import head_forward as naive_forward
-
-from gexplain.head import HeadProgram
+from naive import random_head
 
 
 # ---------------------------------------------------------------- local orders
@@ -90,29 +89,6 @@ def test_bounded_draw_covers_its_range() -> None:
 
 
 # ---------------------------------------------------------------- tiled head
-def _head(rng: np.random.Generator, acts: list[str | None], widths: list[int], n_in: int):
-    b = HeadProgram.builder(n_in)
-    ref = []
-    w_in = n_in
-    for w, act in zip(widths, acts):
-        M, c = rng.normal(size=(w, w_in)) * 2.0, rng.normal(size=w)
-        M[0, 0] = 0.0  # a zero weight (skipped by the kernel)
-        b.affine(M, c)
-        ref.append(("affine", M, c))
-        if act == "bn":
-            a, s = rng.normal(size=w), rng.normal(size=w)
-            b.scale(a, s)
-            ref.append(("scale", a, s))
-        elif act == "leaky_relu":
-            b.leaky_relu(0.1)
-            ref.append(("leaky_relu", 0.1))
-        elif act is not None:
-            getattr(b, act)()
-            ref.append((act,))
-        w_in = w
-    return b.build(), ref
-
-
 def _explained(logits: np.ndarray, target: int, mode: int) -> float:
     if mode == 0:
         return float(logits[target])
@@ -133,7 +109,7 @@ def _explained(logits: np.ndarray, target: int, mode: int) -> float:
 @pytest.mark.parametrize("T", [1, 37, pg.TILE])
 def test_head_tile_matches_the_forward_pass(acts, widths, T) -> None:
     rng = np.random.default_rng(T + len(acts))
-    head, ref = _head(rng, acts, widths, 5)
+    head, ref = random_head(rng, 5, widths, acts, scale=2.0, zero_weight=True)
     c = widths[-1]
     Z = rng.normal(size=(T, 5)) * 3.0
     Z[0] = 60.0  # large logits: tiny probabilities stay accurate
