@@ -120,6 +120,8 @@ def test_first_run_layout_and_manifest(run_dir):
     }
     for name in ("cohort", "models", "explain"):
         assert m["stages"][name]["seconds"] > 0
+        rss = m["stages"][name]["peak_rss_mb"]
+        assert 30 < rss["process"] < 20_000  # an interpreter with numpy, in MB
         assert len(m["stages"][name]["key"]) == 64
     # each key chains the previous stage's key
     assert m["stages"]["models"]["inputs"]["upstream"] == m["stages"]["preprocess"]["key"]
@@ -478,3 +480,17 @@ def test_wheel_ships_the_experiments(tmp_path):
         assert f"gexplain/data/experiments/{name}.toml" in names
     for module in ("run/_runner.py", "run/_schema.py", "report/_render.py", "cli/run.py"):
         assert f"gexplain/{module}" in names
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
+def test_peak_rss_is_measured_per_stage():
+    from gexplain.run._runner import peak_rss_mb, reset_peak_rss
+
+    assert reset_peak_rss()
+    before = peak_rss_mb()["process"]
+    block = np.ones(40_000_000)  # 305 MB, touched
+    high = peak_rss_mb()["process"]
+    del block
+    assert high - before > 250
+    assert reset_peak_rss()
+    assert peak_rss_mb()["process"] < high - 250  # the reset forgets the freed block

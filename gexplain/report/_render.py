@@ -527,11 +527,13 @@ def _provenance(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
     stage_rows = []
     for name, s in (m.get("stages") or {}).items():
         secs = s.get("seconds")
+        rss = (s.get("peak_rss_mb") or {}).get("process")
         stage_rows.append(
             [
                 name,
                 s.get("status"),
                 "" if secs is None else f"{secs:.1f}",
+                "" if rss is None else f"{rss:,.0f}",
                 s.get("started", ""),
                 (s.get("key") or "")[:12],
             ]
@@ -546,7 +548,9 @@ def _provenance(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
         f"{_esc(m.get('updated'))}; experiment file {_esc(m.get('experiment_file') or '(dict)')}"
         f"; seeds {_esc(json.dumps(m.get('seeds', {})))}.</p>"
         + "<h3>Stages</h3>"
-        + _table(["stage", "status", "seconds", "started (UTC)", "key"], stage_rows)
+        + _table(
+            ["stage", "status", "seconds", "peak RSS (MB)", "started (UTC)", "key"], stage_rows
+        )
         + (
             "<h3>Input files</h3>" + _table(["stage", "input", "path", "sha256"], inputs)
             if inputs

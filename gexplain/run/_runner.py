@@ -95,6 +95,40 @@ def run_paths(run_dir: Path, plan: Mapping[str, Any]) -> dict[str, Path]:
     }
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux ``clear_refs``); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory in MB: ``process`` (since start or the last
+    :func:`reset_peak_rss`) and ``children`` (the largest finished child process)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    out["process"] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return out
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB elsewhere
+    if "process" not in out:
+        out["process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit / 2**20
+    if kids > 0:
+        out["children"] = round(kids, 1)
+    return out
+
+
 def _say(message: str, quiet: bool | None) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
@@ -708,6 +742,7 @@ def _execute(
         }
         stages[stage] = record
         write_manifest(run_dir, manifest)
+        per_stage = reset_peak_rss()
         t0 = time.perf_counter()
         try:
             info = _RUNNERS[stage](ctx, resume)
@@ -730,6 +765,7 @@ def _execute(
             status="done",
             finished=now(),
             seconds=round(seconds, 3),
+            peak_rss_mb=peak_rss_mb() | {"per_stage": per_stage},
             info=info,
             outputs=listing([p for p in _outputs(ctx, stage) if p.exists()], run_dir),
         )
