@@ -527,7 +527,7 @@ def _provenance(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
     stage_rows = []
     for name, s in (m.get("stages") or {}).items():
         secs = s.get("seconds")
-        rss = (s.get("peak_rss_mb") or {}).get("process")
+        rss = (s.get("rss_mb") or {}).get("peak")
         stage_rows.append(
             [
                 name,
@@ -549,7 +549,8 @@ def _provenance(data: RunData, ctx: dict[str, Any]) -> tuple[str, str]:
         f"; seeds {_esc(json.dumps(m.get('seeds', {})))}.</p>"
         + "<h3>Stages</h3>"
         + _table(
-            ["stage", "status", "seconds", "peak RSS (MB)", "started (UTC)", "key"], stage_rows
+            ["stage", "status", "seconds", "peak RSS so far (MB)", "started (UTC)", "key"],
+            stage_rows,
         )
         + (
             "<h3>Input files</h3>" + _table(["stage", "input", "path", "sha256"], inputs)

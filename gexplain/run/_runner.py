@@ -95,25 +95,21 @@ def run_paths(run_dir: Path, plan: Mapping[str, Any]) -> dict[str, Path]:
     }
 
 
-def reset_peak_rss() -> bool:
-    """Reset this process's peak resident set size (Linux ``clear_refs``); False if unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
+def memory_mb() -> dict[str, float]:
+    """Resident memory in MB: ``peak`` (this process since it started), ``current``
+    (now; Linux only) and ``children`` (the largest finished child process).
 
-
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory in MB: ``process`` (since start or the last
-    :func:`reset_peak_rss`) and ``children`` (the largest finished child process)."""
+    Read at the end of each stage, the stage where ``peak`` jumps is the one that
+    needed the memory. Nothing is reset, so outside tools (``/usr/bin/time``)
+    still see the true peak.
+    """
     out: dict[str, float] = {}
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    out["process"] = round(int(line.split()[1]) / 1024, 1)
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    key = "peak" if line.startswith("VmHWM") else "current"
+                    out[key] = round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     try:
@@ -121,8 +117,8 @@ def peak_rss_mb() -> dict[str, float]:
     except ImportError:  # Windows
         return out
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB elsewhere
-    if "process" not in out:
-        out["process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1)
+    if "peak" not in out:
+        out["peak"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit / 2**20
     if kids > 0:
         out["children"] = round(kids, 1)
@@ -742,7 +738,6 @@ def _execute(
         }
         stages[stage] = record
         write_manifest(run_dir, manifest)
-        per_stage = reset_peak_rss()
         t0 = time.perf_counter()
         try:
             info = _RUNNERS[stage](ctx, resume)
@@ -765,7 +760,7 @@ def _execute(
             status="done",
             finished=now(),
             seconds=round(seconds, 3),
-            peak_rss_mb=peak_rss_mb() | {"per_stage": per_stage},
+            rss_mb=memory_mb(),
             info=info,
             outputs=listing([p for p in _outputs(ctx, stage) if p.exists()], run_dir),
         )
