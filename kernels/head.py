@@ -218,42 +218,6 @@ def head_value_grad_batch(layers, params, Z, targets, mode, n_acts, width):
 
 # ------------------------------------------------------- many points at once
 @njit(cache=True, inline="always")
-def exp_nonpositive(X, bits, m):
-    """``X[:m] = exp(X[:m])`` for arguments ≤ 0 (below −708 clamped), vectorised.
-
-    Cody–Waite reduction ``x = n ln 2 + r`` and a degree-13 polynomial for
-    ``exp(r)`` (< 2 ulp), then ``2^n`` built from its exponent bits in
-    ``bits`` (int64 scratch of length ≥ ``m``); no call inside the loops, so
-    LLVM vectorises them.
-    """
-    for i in range(m):
-        x = X[i]
-        if x < -708.0:
-            x = -708.0
-        nf = np.floor(x * 1.4426950408889634 + 0.5)
-        r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
-        e = 1.0 / 6227020800.0
-        e = e * r + 1.0 / 479001600.0
-        e = e * r + 1.0 / 39916800.0
-        e = e * r + 1.0 / 3628800.0
-        e = e * r + 1.0 / 362880.0
-        e = e * r + 1.0 / 40320.0
-        e = e * r + 1.0 / 5040.0
-        e = e * r + 1.0 / 720.0
-        e = e * r + 1.0 / 120.0
-        e = e * r + 1.0 / 24.0
-        e = e * r + 1.0 / 6.0
-        e = e * r + 0.5
-        e = e * r + 1.0
-        e = e * r + 1.0
-        X[i] = e
-        bits[i] = (np.int64(nf) + 1023) << 52
-    pw = bits[:m].view(np.float64)
-    for i in range(m):
-        X[i] *= pw[i]
-
-
-@njit(cache=True, inline="always")
 def head_forward_columns(layers, params, A, T):
     """Forward pass of ``T`` points at once, the points innermost; returns the logits' first row.
 

@@ -35,6 +35,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .fastexp import exp_nonpositive
 from .head import (
     OP_AFFINE,
     OP_RELU,
@@ -42,7 +43,6 @@ from .head import (
     OUT_LOGIT,
     OUT_PROB,
     _layer_forward,
-    exp_nonpositive,
     head_backward,
     output_value_grad,
 )

@@ -58,12 +58,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .fastexp import exp_nonpositive
 from .head import (
     OP_AFFINE,
     OUT_LOGIT,
     OUT_LOGPROB,
     _layer_forward,
-    exp_nonpositive,
     head_forward_columns,
 )
 from .sort import radix_argsort, stable_order  # noqa: F401  (stable_order: part of this API)

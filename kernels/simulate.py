@@ -66,6 +66,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .fastexp import exp_parts
+
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _M1 = _U64(0xBF58476D1CE4E5B9)
@@ -150,28 +152,12 @@ def _log_odds(p):
 def _exp_parts(x):
     """``exp(x) = poly · 2**n`` for ``x`` clamped to ``[-708, 10]``: returns ``(poly, n)``.
 
-    Cody–Waite reduction ``x = n ln2 + r``, ``|r| ≤ ln2/2``, and a degree-13
-    Taylor polynomial (truncation < 1e-17); a few ulp in all. Clamping is
+    :func:`kernels.fastexp.exp_parts` (Cody–Waite reduction and a degree-13
+    Taylor polynomial; a few ulp in all). Clamping is
     harmless where it is used: the BTRD test compares ``exp(x)`` with numbers
     far above ``exp(-708)``.
     """
-    x = min(max(x, -708.0), 10.0)
-    nf = np.floor(x * 1.4426950408889634 + 0.5)
-    r = (x - nf * 0.6931471803691238) - nf * 1.9082149292705877e-10
-    e = 1.0 / 6227020800.0
-    e = e * r + 1.0 / 479001600.0
-    e = e * r + 1.0 / 39916800.0
-    e = e * r + 1.0 / 3628800.0
-    e = e * r + 1.0 / 362880.0
-    e = e * r + 1.0 / 40320.0
-    e = e * r + 1.0 / 5040.0
-    e = e * r + 1.0 / 720.0
-    e = e * r + 1.0 / 120.0
-    e = e * r + 1.0 / 24.0
-    e = e * r + 1.0 / 6.0
-    e = e * r + 0.5
-    e = e * r + 1.0
-    e = e * r + 1.0
+    e, nf = exp_parts(min(max(x, -708.0), 10.0))
     return e, int(nf)
 
 
